@@ -1,0 +1,1 @@
+"""Built-in suite files (TOML), installed as the package ``upbench_suites``."""

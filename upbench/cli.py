@@ -1,0 +1,230 @@
+"""The command-line interface: ``python -m upbench {list,info,suites,plan,run,report}``.
+
+Every user error (unknown operator, bad suite file, missing dataset path, bad ``--set``) ends the
+program with exit code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from upbench import __version__
+from upbench.errors import UpbenchError
+from upbench.registry import list_operators, operator_info
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (plus a hint), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print a table (or JSON) of the registered operators."""
+    guided = {"guided": True, "unguided": False}.get(args.kind)
+    names = list_operators(args.pattern, guided=guided)
+    if args.json:
+        print(json.dumps([_info_dict(n) for n in names], indent=2))
+        return 0
+    rows = []
+    for n in names:
+        info = operator_info(n)
+        rows.append(
+            [
+                n,
+                info.title,
+                "yes" if info.guided else "no",
+                "yes" if info.learnable else "no",
+                info.scales_text(),
+                info.paper or "-",
+                info.origin,
+            ]
+        )
+    print(_table(rows, ["name", "title", "guided", "learnable", "scales", "paper", "origin"]))
+    print(f"\n{len(names)} operator(s). Details: python -m upbench info NAME")
+    return 0
+
+
+def _info_dict(name: str) -> dict:
+    info = operator_info(name)
+    return {
+        "name": info.name,
+        "title": info.title,
+        "guided": info.guided,
+        "learnable": info.learnable,
+        "paper": info.paper,
+        "scales": list(info.scales) if info.scales is not None else "any",
+        "code": info.code,
+        "conventions": dict(info.conventions),
+        "deviations": list(info.deviations),
+        "notes": list(info.notes),
+        "aliases": list(info.aliases),
+        "options": {k: repr(v) for k, v in info.options.items()},
+        "origin": info.origin,
+        "module": info.module,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print everything the registry knows about one operator."""
+    d = _info_dict(args.name)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    wrap = lambda s: textwrap.fill(s, 100, initial_indent="  - ", subsequent_indent="    ")  # noqa: E731
+    print(f"{d['title']} ('{d['name']}')")
+    print(f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}")
+    print(f"  paper: {d['paper'] or '-'}")
+    print(f"  code: {d['code'] or '-'}")
+    print(f"  module: {d['module']} ({d['origin']})")
+    if d["aliases"]:
+        print(f"  aliases: {', '.join(d['aliases'])}")
+    print("options:" + ("" if d["options"] else " none"))
+    for k, v in d["options"].items():
+        print(f"  {k} = {v}")
+    for title, items in (
+        ("conventions", [f"{k}: {v}" for k, v in d["conventions"].items()]),
+        ("deviations from the official code", d["deviations"]),
+        ("notes", d["notes"]),
+    ):
+        print(f"{title}:" + ("" if items else " none"))
+        for item in items:
+            print(wrap(item))
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    """List the suites shipped with upbench."""
+    from upbench.suite import describe_builtin_suites
+
+    rows = [[name, desc] for name, desc in describe_builtin_suites()]
+    print(_table(rows, ["suite", "description"]))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """List the cells of a suite after overrides and filters."""
+    from upbench.suite import load_suite
+
+    suite = load_suite(args.suite, overrides=args.set, only=args.only)
+    cells = suite.cells()
+    rows = [[c.cell_id, *c.label_fields()] for c in cells]
+    print(f"suite '{suite.name}': {len(cells)} cell(s)")
+    if rows:
+        print(_table(rows, ["cell_id", *cells[0].label_names()]))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a suite (resuming an interrupted run in the same output folder)."""
+    from upbench.runner import run_suite
+    from upbench.suite import load_suite
+
+    suite = load_suite(args.suite, overrides=args.set, only=args.only)
+    summary = run_suite(suite, out_dir=args.out, device=args.device, progress=not args.no_progress)
+    print(summary.describe())
+    if not args.no_report and summary.results_path.exists():
+        from upbench.reporting import write_report
+
+        report_dir = write_report(summary.run_dir)
+        print(f"report: {report_dir}")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write tables and figures for a finished (or partial) run directory."""
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.jsonl").is_file():
+        raise UpbenchError(f"'{run_dir}' is not a run directory: expected the file {run_dir / 'results.jsonl'}")
+    from upbench.reporting import write_report
+
+    print(f"report: {write_report(run_dir, out_dir=args.out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m upbench``."""
+    parser = _Parser(prog="upbench", description="Benchmark and analysis suite for feature upsamplers.")
+    parser.add_argument("--version", action="version", version=f"upbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("list", help="table of the registered operators", description=cmd_list.__doc__)
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'sapa*'")
+    p.add_argument("--kind", choices=["all", "guided", "unguided"], default="all")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="metadata, options and deviations of one operator", description=cmd_info.__doc__)
+    p.add_argument("name", help="operator name (see 'upbench list')")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("suites", help="the suites shipped with upbench", description=cmd_suites.__doc__)
+    p.set_defaults(func=cmd_suites)
+
+    def suite_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("suite", help="a shipped suite name (see 'upbench suites') or a path to a TOML file")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a suite setting, e.g. --set train.iters=50 (repeatable)",
+        )
+        p.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="FILTER",
+            help="keep cells matching FIELD=GLOB (e.g. operator=resfu, scale=4) or a cell id prefix",
+        )
+
+    p = sub.add_parser("plan", help="list the cells a suite would run", description=cmd_plan.__doc__)
+    suite_args(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run a suite; re-running resumes", description=cmd_run.__doc__)
+    suite_args(p)
+    p.add_argument("--out", default=None, help="results directory (default: runs/<suite>)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="do not write the report after the run")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="tables and figures from a run directory", description=cmd_report.__doc__)
+    p.add_argument("run_dir", help="a run directory holding results.jsonl")
+    p.add_argument("--out", default=None, help="output folder (default: reports/<suite>)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m upbench`` and the ``upbench`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UpbenchError as err:
+        print(f"upbench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("upbench: interrupted; finished cells are saved, run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
