@@ -98,3 +98,4 @@ def check_operator(
         expect_error("missing guide", x0)
         expect_error("guide of the wrong size", x0, guide.detach()[..., :-1, :])
         expect_error("guide with wrong channels", x0, torch.cat([guide.detach(), guide.detach()[:, :1]], 1))
+        expect_error("guide of another dtype", x0, guide.detach().double())

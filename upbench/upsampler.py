@@ -94,6 +94,14 @@ def _is_tracing() -> bool:
     return bool(compiler is not None and compiler.is_compiling())
 
 
+def _autocast_enabled(x: Tensor) -> bool:
+    """True if autocast is active for the device type of ``x``."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4 has no device-type argument
+        return torch.is_autocast_enabled()
+
+
 def _shape(t: Tensor) -> str:
     return "(" + ", ".join(str(d) for d in t.shape) + ")"
 
@@ -181,6 +189,10 @@ class Upsampler(nn.Module):
             raise InputShapeError(
                 f"operator '{name}': guide is {guide.shape[-2]}x{guide.shape[-1]} but x ({h}x{w}) "
                 f"x scale {s} needs {s * h}x{s * w}"
+            )
+        if guide.dtype != x.dtype and not _autocast_enabled(x):
+            raise InputShapeError(
+                f"operator '{name}': guide is {guide.dtype} but x is {x.dtype}; use the same dtype (or autocast)"
             )
         if guide.device != x.device:
             raise InputShapeError(f"operator '{name}': guide is on {guide.device} but x is on {x.device}")
