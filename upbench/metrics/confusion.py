@@ -1,0 +1,57 @@
+"""Confusion matrix and the region metrics derived from it (mmseg semantics)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from upbench.metrics.inputs import IGNORED
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Counts ``[target class, predicted class]`` over the labelled pixels of canonical maps."""
+    valid = target != IGNORED
+    codes = torch.where(valid, target * num_classes + pred, num_classes * num_classes)
+    counts = torch.bincount(codes.flatten(), minlength=num_classes * num_classes + 1)
+    return counts[:-1].view(num_classes, num_classes)
+
+
+def per_image_presence(labels: Tensor, num_classes: int) -> Tensor:
+    """Bool ``(N, K)``: whether image ``n`` has a labelled pixel of class ``k`` in ``labels``."""
+    n = labels.shape[0]
+    image = torch.arange(n, device=labels.device).view(n, 1, 1)
+    codes = torch.where(labels != IGNORED, image * num_classes + labels, n * num_classes)
+    counts = torch.bincount(codes.flatten(), minlength=n * num_classes + 1)
+    return counts[:-1].view(n, num_classes) > 0
+
+
+def safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` in float64 with NaN where ``den == 0`` (an undefined ratio, never a warning)."""
+    num, den = num.double(), den.double()
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, float("nan")))
+
+
+def nanmean(values: Tensor) -> float:
+    """Mean of the non-NaN entries, NaN if there are none (like ``np.nanmean``, without warning)."""
+    finite = values[~values.isnan()]
+    return float(finite.mean()) if finite.numel() else float("nan")
+
+
+def region_scores(confusion: Tensor) -> dict[str, float | list[float]]:
+    """mIoU, aAcc, mAcc and per-class IoU/Acc from a dataset confusion matrix.
+
+    Classes with an empty union (absent from both maps) have IoU NaN; classes absent from the
+    targets have Acc NaN; NaN entries are left out of the means, as mmseg's ``np.nanmean``.
+    """
+    conf = confusion.double()
+    inter = conf.diagonal()
+    label_area, pred_area = conf.sum(1), conf.sum(0)
+    iou = safe_ratio(inter, label_area + pred_area - inter)
+    acc = safe_ratio(inter, label_area)
+    return {
+        "mIoU": nanmean(iou),
+        "aAcc": float(safe_ratio(inter.sum(), label_area.sum())),
+        "mAcc": nanmean(acc),
+        "IoU": iou.tolist(),
+        "Acc": acc.tolist(),
+    }

@@ -1,0 +1,74 @@
+"""Options of the segmentation metrics, validated once into a frozen dataclass."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from typing import Any
+
+from upbench.errors import InvalidOptionError
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Tolerances of the boundary metrics (see :mod:`upbench.metrics` for the definitions).
+
+    Attributes:
+        bf_tolerance: BF distance tolerance as a fraction of the image diagonal (Csurka et al.:
+            0.75 %).
+        bf_tolerance_px: a fixed BF tolerance in pixels; overrides ``bf_tolerance`` when set.
+        biou_dilation_ratio: Boundary IoU band width as a fraction of the image diagonal (Cheng
+            et al.: 2 %); the width in pixels is ``max(1, round(ratio * diagonal))``.
+        biou_fixed_px: band width in pixels of the fixed-width variant reported as ``BIoU_3px``.
+        boundary: compute BF and Boundary IoU at all; ``False`` reports them as NaN (faster).
+    """
+
+    bf_tolerance: float = 0.0075
+    bf_tolerance_px: float | None = None
+    biou_dilation_ratio: float = 0.02
+    biou_fixed_px: int = 3
+    boundary: bool = True
+
+    def __post_init__(self) -> None:
+        _check_nonnegative("bf_tolerance", self.bf_tolerance)
+        if self.bf_tolerance_px is not None:
+            _check_nonnegative("bf_tolerance_px", self.bf_tolerance_px)
+        _check_nonnegative("biou_dilation_ratio", self.biou_dilation_ratio)
+        if isinstance(self.biou_fixed_px, bool) or not isinstance(self.biou_fixed_px, int):
+            raise InvalidOptionError(f"biou_fixed_px must be an int >= 1, got {self.biou_fixed_px!r}")
+        if self.biou_fixed_px < 1:
+            raise InvalidOptionError(f"biou_fixed_px must be >= 1, got {self.biou_fixed_px}")
+        if not isinstance(self.boundary, bool):
+            raise InvalidOptionError(f"boundary must be True or False, got {self.boundary!r}")
+        # plain floats, so that options compare, hash and serialise the same whatever their source
+        object.__setattr__(self, "bf_tolerance", float(self.bf_tolerance))
+        object.__setattr__(self, "biou_dilation_ratio", float(self.biou_dilation_ratio))
+        if self.bf_tolerance_px is not None:
+            object.__setattr__(self, "bf_tolerance_px", float(self.bf_tolerance_px))
+
+    def bf_radius(self, height: int, width: int) -> float:
+        """BF tolerance in pixels for an image of this size."""
+        if self.bf_tolerance_px is not None:
+            return float(self.bf_tolerance_px)
+        return self.bf_tolerance * math.hypot(height, width)
+
+    def biou_width(self, height: int, width: int) -> int:
+        """Boundary IoU band width in pixels, as in the reference ``mask_to_boundary``."""
+        return max(1, int(round(self.biou_dilation_ratio * math.hypot(height, width))))
+
+
+def parse_options(options: dict[str, Any]) -> MetricOptions:
+    """Build :class:`MetricOptions` from keyword options, naming any unknown one."""
+    known = {f.name for f in fields(MetricOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidOptionError(
+            f"unknown metric option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
+        )
+    return MetricOptions(**options)
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
