@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from upbench.errors import InputShapeError
+
 PaddingMode = Literal["zeros", "replicate"]
 
 #: Largest number of elements of the gathered LR windows processed at once (per chunk of rows).
@@ -34,14 +36,16 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 26
 
 def _check(x: Tensor, kernels: Tensor, kernel_size: int, scale: int, groups: int) -> None:
     if x.dim() != 4 or kernels.dim() != 4:
-        raise ValueError(f"reassemble: x and kernels must be 4-D, got {tuple(x.shape)} and {tuple(kernels.shape)}")
+        raise InputShapeError(f"reassemble: x and kernels must be 4-D, got {tuple(x.shape)} and {tuple(kernels.shape)}")
     b, c, h, w = x.shape
     k2 = kernel_size * kernel_size
     expected = (b, groups * k2, scale * h, scale * w)
     if tuple(kernels.shape) != expected:
-        raise ValueError(f"reassemble: kernels must be {expected} for x {tuple(x.shape)}, got {tuple(kernels.shape)}")
+        raise InputShapeError(
+            f"reassemble: kernels must be {expected} for x {tuple(x.shape)}, got {tuple(kernels.shape)}"
+        )
     if c % groups:
-        raise ValueError(f"reassemble: channels {c} are not divisible by groups {groups}")
+        raise InputShapeError(f"reassemble: channels {c} are not divisible by groups {groups}")
 
 
 def _pad(x: Tensor, pad: int, padding_mode: PaddingMode) -> Tensor:
@@ -51,7 +55,7 @@ def _pad(x: Tensor, pad: int, padding_mode: PaddingMode) -> Tensor:
         return F.pad(x, (pad, pad, pad, pad))
     if padding_mode == "replicate":
         return F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    raise ValueError(f"reassemble: padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
+    raise InputShapeError(f"reassemble: padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
 
 
 def _reassemble_rows(xp: Tensor, kernels: Tensor, kernel_size: int, scale: int, groups: int) -> Tensor:
@@ -96,7 +100,7 @@ def reassemble(
         ``Tensor[B, C, s*h, s*w]`` in the dtype of ``x`` (kernels are cast to it).
     """
     if kernel_size % 2 != 1:
-        raise ValueError(f"reassemble: kernel_size must be odd, got {kernel_size}")
+        raise InputShapeError(f"reassemble: kernel_size must be odd, got {kernel_size}")
     _check(x, kernels, kernel_size, scale, groups)
     kernels = kernels.to(x.dtype)
     b, c, h, w = x.shape
