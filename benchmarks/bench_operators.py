@@ -66,8 +66,15 @@ def measure_one(op: str, setting: str, aggregation: str, mode: str, device: str,
     peak = measure_peak_memory(step, device=device)
     stats = measure_latency(step, device=device, warmup=warmup, iters=iters)
     return {
-        "operator": op, "setting": setting, "aggregation": aggregation, "mode": mode, "device": device,
-        "threads": torch.get_num_threads(), "median_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "n": stats.n,
+        "operator": op,
+        "setting": setting,
+        "aggregation": aggregation,
+        "mode": mode,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "median_ms": stats.median_ms,
+        "iqr_ms": stats.iqr_ms,
+        "n": stats.n,
         "peak_mib": None if peak is None else peak / 2**20,
     }
 
@@ -94,13 +101,22 @@ def main() -> None:
             for mode in args.modes:
                 pair = {}
                 for agg in ("chunked", "naive"):
-                    cmd = [sys.executable, __file__, "--_one", op, setting, agg, mode, args.device,
-                           str(args.warmup), str(args.iters)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--_one",
+                        op,
+                        setting,
+                        agg,
+                        mode,
+                        args.device,
+                        str(args.warmup),
+                        str(args.iters),
+                    ]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode != 0:
                         err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                        pair[agg] = {"operator": op, "setting": setting, "aggregation": agg, "mode": mode,
-                                     "error": err}
+                        pair[agg] = {"operator": op, "setting": setting, "aggregation": agg, "mode": mode, "error": err}
                     else:
                         pair[agg] = json.loads(proc.stdout.strip().splitlines()[-1])
                     rows.append(pair[agg])

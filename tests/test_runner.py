@@ -1,0 +1,181 @@
+"""The runner: tidy rows, resume after an interruption, failures recorded, exports."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from upbench import results, runner
+from upbench.suite import load_suite
+
+OPS = """
+operators = ["bilinear", "nearest", "deconv"]
+
+[suite]
+name = "tiny-ops"
+kind = "ops"
+
+[ops]
+scales = [2, 4]
+sizes = [[1, 8, 4, 4, 8]]
+warmup = 0
+iters = 2
+"""
+
+TRAIN = """
+operators = ["bilinear", "resfu"]
+seeds = [0]
+
+[suite]
+name = "tiny-train"
+kind = "train"
+
+[dataset]
+name = "synthetic"
+train = { size = 32, count = 8 }
+val = { size = 32, count = 2 }
+
+[[architectures]]
+name = "plain"
+preset = "tiny"
+scales = [4]
+
+[[architectures]]
+name = "hierarchical"
+preset = "tiny"
+protocols = ["jump"]
+
+[train]
+iters = 2
+batch_size = 2
+warmup_iters = 1
+
+[profile]
+warmup = 0
+iters = 1
+"""
+
+IDENTITY = ["run", "suite", "cell_id", "kind", "operator", "architecture", "protocol", "scale", "seed", "device"]
+
+
+@pytest.fixture
+def ops_suite(tmp_path):
+    p = tmp_path / "ops.toml"
+    p.write_text(OPS)
+    return load_suite(p)
+
+
+def test_ops_run_writes_tidy_rows_and_resumes(ops_suite, tmp_path) -> None:
+    out = tmp_path / "run"
+    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert summary.total == 6 and summary.ran == 6 and summary.failed == 0
+    df = results.read_results(out)
+    assert set(IDENTITY + ["metric", "value", "unit", "statistic", "status", "git_commit", "time"]) <= set(df.columns)
+    assert set(df["cell_id"]) == {c.cell_id for c in ops_suite.cells()}
+    assert {"gmacs", "params", "latency_forward", "cell"} <= set(df["metric"])
+    assert df["value"].map(lambda v: v is None or isinstance(v, int | float)).all()  # never strings with units
+    assert (out / "results.csv").is_file() and (out / "results.parquet").is_file()
+    assert len(pd.read_parquet(out / "results.parquet")) == len(results.read_rows(out))
+    assert (out / "suite.toml").is_file() and json.loads((out / "environment.json").read_text())
+    again = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert again.already_done == 6 and again.ran == 0
+
+
+def test_interrupted_run_completes_only_missing_cells(ops_suite, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    calls = []
+    original = runner._run_ops_cell
+
+    def interrupt_third(cell, device):
+        calls.append(cell.cell_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(cell, device)
+
+    monkeypatch.setattr(runner, "_run_ops_cell", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert len(results.finished_cells(out)) == 2
+    monkeypatch.setattr(runner, "_run_ops_cell", original)
+    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert summary.already_done == 2 and summary.ran == 4
+    assert len(results.finished_cells(out)) == 6
+
+
+def test_failed_cell_recorded_and_suite_goes_on(ops_suite, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    original = runner._run_ops_cell
+
+    def fail_deconv(cell, device):
+        if cell.config["operator"] == "deconv":
+            raise RuntimeError("boom")
+        return original(cell, device)
+
+    monkeypatch.setattr(runner, "_run_ops_cell", fail_deconv)
+    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert summary.failed == 2 and summary.ran == 6
+    df = results.read_results(out)
+    failed = df[(df["operator"] == "deconv") & (df["metric"] == "cell")]
+    assert set(failed["status"]) == {"failed"} and failed["error"].str.contains("RuntimeError: boom").all()
+    cell_id = failed["cell_id"].iloc[0]
+    assert "RuntimeError: boom" in (out / "cells" / cell_id / "error.txt").read_text()
+    # the next run retries only the failed cells; the latest attempt wins in read_results
+    monkeypatch.setattr(runner, "_run_ops_cell", original)
+    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    assert summary.ran == 2 and summary.failed == 0
+    df = results.read_results(out)
+    assert set(df.loc[df["metric"] == "cell", "status"]) == {"ok"}
+    assert set(df.loc[df["operator"] == "deconv", "attempt"]) == {2}
+
+
+def test_oom_is_a_status(ops_suite, tmp_path, monkeypatch) -> None:
+    import torch
+
+    def oom(cell, device):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(runner, "_run_ops_cell", oom)
+    summary = runner.run_suite(ops_suite, out_dir=tmp_path / "run", device="cpu", progress=False)
+    df = results.read_results(tmp_path / "run")
+    assert summary.failed == 6 and set(df["status"]) == {"oom"}
+
+
+def test_truncated_last_line_is_skipped(ops_suite, tmp_path) -> None:
+    out = tmp_path / "run"
+    runner.run_suite(load_suite_only(ops_suite, "operator=bilinear"), out_dir=out, device="cpu", progress=False)
+    with open(out / "results.jsonl", "a") as fh:
+        fh.write('{"cell_id": "abc", "metr')
+    with pytest.warns(RuntimeWarning, match="truncated"):
+        assert len(results.finished_cells(out)) == 2
+
+
+def load_suite_only(suite, *filters):
+    suite.only = list(filters)
+    return suite
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(ops_suite, tmp_path) -> None:
+    import torch
+
+    from upbench.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        runner.run_suite(ops_suite, out_dir=tmp_path, device="cuda")
+
+
+def test_train_cells_end_to_end(tmp_path) -> None:
+    p = tmp_path / "train.toml"
+    p.write_text(TRAIN)
+    out = tmp_path / "run"
+    summary = runner.run_suite(load_suite(p), out_dir=out, device="cpu", progress=False)
+    assert summary.failed == 0, summary.describe()
+    df = results.read_results(out)
+    assert {"mIoU", "BF", "BIoU", "aAcc", "params", "gmacs", "train_time"} <= set(df["metric"])
+    miou = df[df["metric"] == "mIoU"]
+    assert len(miou) == 4 and miou["value"].between(0, 1).all()
+    for cell_id in set(df["cell_id"]):
+        assert (out / "cells" / cell_id / "model.pt").is_file()

@@ -1,0 +1,304 @@
+"""The resumable suite runner: cells -> tidy rows in ``RUN_DIR/results.jsonl``.
+
+This is the one module that wires the pipeline together: dataset -> model(backbone, decoder,
+upsampler) -> training -> metrics and profilers -> rows. Layout of a run directory::
+
+    RUN_DIR/suite.toml          the resolved suite (after --set overrides)
+    RUN_DIR/environment.json    where and with what it ran
+    RUN_DIR/results.jsonl       the source of truth, appended cell by cell
+    RUN_DIR/results.{csv,parquet}  exports derived from it
+    RUN_DIR/cells/<cell_id>/    config.json, model.pt, checkpoints/, error.txt (if it failed)
+
+Re-running the same suite into the same directory skips every finished cell; an interrupted
+cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
+recorded with its status and error, and the suite goes on; it is retried on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from upbench import __version__, results
+from upbench.errors import ConfigError
+from upbench.suite import Cell, Suite, dump_toml
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+@dataclass
+class RunSummary:
+    """What a call to :func:`run_suite` did."""
+
+    suite: str
+    run_dir: Path
+    total: int
+    already_done: int = 0
+    ran: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / results.RESULTS_FILE
+
+    def describe(self) -> str:
+        lines = [
+            f"suite '{self.suite}': {self.total} cell(s): {self.already_done} already done, {self.ran} run now "
+            f"({self.failed} failed) in {self.seconds:.1f} s",
+            f"results: {self.results_path} (+ results.csv, results.parquet)",
+        ]
+        lines += [f"  failed: {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA request without CUDA is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available on this machine (use cpu or auto)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"--device {device!r} is not valid; use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def _environment(device: str) -> dict[str, Any]:
+    from upbench.profiling import environment
+
+    env = dict(environment(device))
+    env.setdefault("upbench_version", __version__)
+    return env
+
+
+def _identity(run_dir: Path, suite: Suite, cell: Cell, attempt: int, env: dict[str, Any]) -> dict[str, Any]:
+    c = cell.config
+    ident: dict[str, Any] = {
+        "run": run_dir.name,
+        "suite": suite.name,
+        "cell_id": cell.cell_id,
+        "attempt": attempt,
+        "kind": cell.kind,
+        "operator": c["operator"],
+        "label": c["label"],
+        "options": json.dumps(c["options"], sort_keys=True),
+        "architecture": c["architecture"],
+        "protocol": c["protocol"],
+        "preset": c["preset"],
+        "dataset": c.get("dataset", {}).get("name", "none"),
+        "scale": c["scale"],
+        "seed": c["seed"],
+        "device": c["device"],
+        "threads": torch.get_num_threads(),
+    }
+    if cell.kind == "ops":
+        b, ch, h, w, g = c["size"]
+        ident.update(batch=b, in_channels=ch, lr_height=h, lr_width=w, guide_channels=g, dtype=c["ops"]["dtype"])
+    else:
+        ident.update(dtype="float32")
+    for key in ("git_commit", "torch_version", "cuda_version", "device_name", "hostname"):
+        ident[key] = env.get(key)
+    ident["upbench_version"] = __version__
+    return ident
+
+
+def _cell_row(
+    metric: str, value: Any, unit: str, statistic: str = "value", status: str = "ok", error: str | None = None
+) -> dict[str, Any]:
+    return {"metric": metric, "value": value, "unit": unit, "statistic": statistic, "status": status, "error": error}
+
+
+# --------------------------------------------------------------------------- cell kinds
+def _run_ops_cell(cell: Cell, device: str) -> list[dict[str, Any]]:
+    from upbench.profiling import profile_operator
+
+    c = cell.config
+    b, ch, h, w, g = c["size"]
+    ops = c["ops"]
+    return profile_operator(
+        c["operator"],
+        scale=c["scale"],
+        in_channels=ch,
+        lr_size=(h, w),
+        guide_channels=g,
+        batch=b,
+        device=device,
+        dtype=getattr(torch, ops["dtype"]),
+        options=c["options"],
+        warmup=ops["warmup"],
+        iters=ops["iters"],
+        modes=tuple(ops["modes"]),
+    )
+
+
+def build_cell_model(config: dict[str, Any], num_classes: int) -> torch.nn.Module:
+    """The model of a train cell (also used by reports to reload ``model.pt``)."""
+    from upbench.architectures import build_model
+
+    plain = config["architecture"] == "plain"
+    return build_model(
+        config["architecture"],
+        operator=config["operator"],
+        num_classes=num_classes,
+        preset=config["preset"],
+        scale=config["scale"] if plain else None,
+        protocol=None if plain else config["protocol"],
+        operator_options=config["options"],
+    )
+
+
+def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> list[dict[str, Any]]:
+    from upbench.data import build_dataset, dataset_info
+    from upbench.training import TrainConfig, evaluate, train
+
+    c = cell.config
+    ds = c["dataset"]
+    root = ds["root"] or None
+    info = dataset_info(ds["name"])
+    train_set = build_dataset(ds["name"], split="train", root=root, **ds["train"])
+    val_set = build_dataset(ds["name"], split="val", root=root, **ds["val"])
+
+    torch.manual_seed(c["seed"])
+    model = build_cell_model(c, info.num_classes).to(device)
+    tcfg = TrainConfig(**{**c["train"], "seed": c["seed"]})
+    t0 = time.perf_counter()
+    result = train(model, train_set, tcfg, checkpoint_dir=cell_dir / "checkpoints", progress=progress)
+    train_s = time.perf_counter() - t0
+    ev = c["eval"]
+    scores = evaluate(
+        model,
+        val_set,
+        info.num_classes,
+        ignore_index=info.ignore_index,
+        mode=ev["mode"],
+        crop_size=ev["crop_size"],
+        stride=ev["stride"],
+    )
+    torch.save(model.state_dict(), cell_dir / "model.pt")
+
+    rows = [
+        _cell_row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores
+    ]
+    for k, v in enumerate(scores.get("IoU", [])):
+        rows.append(_cell_row(f"IoU_class_{k}", v, "fraction"))
+    rows.append(_cell_row("train_time", train_s, "s"))
+    final_loss = getattr(result, "final_loss", None)
+    if final_loss is not None:
+        rows.append(_cell_row("final_loss", float(final_loss), "loss"))
+    if c["profile"]["enabled"]:
+        rows += _profile_model(model, c, val_set, device)
+    return rows
+
+
+def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, device: str) -> list[dict[str, Any]]:
+    """Params of model and operator(s), GMACs and latency of the model at batch 1."""
+    from upbench.profiling import count_macs, count_params, measure_latency
+
+    prof = c["profile"]
+    model.eval()
+    image = val_set[0][0]
+    size = prof["image_size"] or None
+    h, w = (size, size) if size else tuple(image.shape[-2:])
+    x = torch.randn(1, 3, h, w, device=device)
+    p = count_params(model)
+    rows = [_cell_row("params", p["total"], "count"), _cell_row("params_trainable", p["trainable"], "count")]
+    op_params = sum(count_params(m)["total"] for m in model.modules() if _is_upsampler(m))
+    rows.append(_cell_row("operator_params", op_params, "count"))
+    macs = count_macs(model, (x,))
+    rows.append(_cell_row("gmacs", macs.total / 1e9, "GMAC"))
+    if macs.unsupported:
+        rows[-1]["error"] = "fvcore skipped ops: " + ", ".join(sorted(macs.unsupported))
+    rows.append(_cell_row("image_size", h, "px"))
+    if prof["latency"]:
+        with torch.no_grad():
+            stats = measure_latency(lambda: model(x), device=device, warmup=prof["warmup"], iters=prof["iters"])
+        for stat in ("median", "iqr", "q1", "q3"):
+            rows.append(_cell_row("latency_forward", getattr(stats, f"{stat}_ms"), "ms", stat))
+        rows.append(_cell_row("latency_forward", stats.n, "count", "n"))
+    return rows
+
+
+def _is_upsampler(m: torch.nn.Module) -> bool:
+    from upbench.upsampler import Upsampler
+
+    return isinstance(m, Upsampler)
+
+
+# --------------------------------------------------------------------------- the loop
+def _status_of(exc: BaseException) -> str:
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower():
+        return "oom"
+    return "failed"
+
+
+def run_cell(
+    cell: Cell, run_dir: Path, suite: Suite, device: str, env: dict[str, Any], attempt: int, progress: bool = True
+) -> str:
+    """Run one cell and append its rows (then its ``cell`` row); returns its status."""
+    cell_dir = run_dir / "cells" / cell.cell_id
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "config.json").write_text(json.dumps(cell.config, indent=2, sort_keys=True, default=str) + "\n")
+    ident = _identity(run_dir, suite, cell, attempt, env)
+    t0 = time.perf_counter()
+    status, error = "ok", None
+    try:
+        rows = _run_ops_cell(cell, device) if cell.kind == "ops" else _run_train_cell(cell, cell_dir, device, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # recorded as a result row: the suite goes on
+        status, error = _status_of(exc), f"{type(exc).__name__}: {exc}".strip()
+        (cell_dir / "error.txt").write_text(traceback.format_exc())
+        rows = []
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if status == "ok" and any(r.get("status") == "oom" for r in rows):
+        status = "oom"
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    cell_row = _cell_row(results.CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)
+    results.append_rows(run_dir, [{**ident, **r, "time": now} for r in [*rows, cell_row]])
+    return status
+
+
+def run_suite(
+    suite: Suite, *, out_dir: str | Path | None = None, device: str = "auto", progress: bool = True
+) -> RunSummary:
+    """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``)."""
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    run_dir = Path(out_dir) if out_dir is not None else DEFAULT_RUNS_DIR / suite.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "suite.toml").write_text(dump_toml(suite.data))
+    env = _environment(device)
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+
+    cells = suite.cells(device=device)
+    done = results.finished_cells(run_dir)
+    tried = results.attempts(run_dir)
+    todo = [c for c in cells if done.get(c.cell_id) != "ok"]
+    summary = RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
+    t0 = time.perf_counter()
+    bar = tqdm(todo, desc=f"{suite.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(" ".join(cell.label_fields()[:5]))
+        status = run_cell(cell, run_dir, suite, device, env, tried.get(cell.cell_id, 0) + 1, progress=progress)
+        summary.ran += 1
+        if status != "ok":
+            summary.failed += 1
+            summary.failures.append(
+                f"{cell.cell_id} {' '.join(cell.label_fields())}: {status} "
+                f"(see {run_dir / 'cells' / cell.cell_id / 'error.txt'})"
+            )
+    bar.close()
+    summary.seconds = time.perf_counter() - t0
+    results.export(run_dir)
+    return summary
