@@ -1,0 +1,170 @@
+"""Figures from seed-aggregated results (matplotlib ``Figure`` objects, no pyplot state).
+
+Each ``*_figure`` function returns a Figure, or raises :class:`FigureSkipped` with the reason
+when its data is absent; :func:`save_figure` writes PNG and SVG with deterministic metadata so
+that re-running a report gives identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+STYLE = {
+    "svg.hashsalt": "upbench",
+    "svg.fonttype": "path",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+DPI = 120
+
+
+class FigureSkipped(Exception):
+    """A figure that cannot be drawn from the results at hand; ``str()`` is the reason."""
+
+
+def palette(labels: list[str]) -> dict[str, tuple[float, float, float]]:
+    """A fixed colour per operator label (sorted), stable across figures."""
+    names = sorted(set(labels))
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colours))
+
+
+def save_figure(fig: Figure, stem: Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg`` without dates or software versions; returns the paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(paths[0], dpi=DPI, metadata={"Software": None})
+        fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+    return paths
+
+
+def _new_figure(
+    ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.2)
+) -> tuple[Figure, np.ndarray]:
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """One row per label and train group with ``<metric>`` and ``<metric>_std`` columns."""
+    keys = ["architecture", "protocol", "preset", "dataset", "scale", "label"]
+    sub = train[train["metric"].isin(metrics)]
+    mean = sub.pivot_table(index=keys, columns="metric", values="mean", aggfunc="first")
+    std = sub.pivot_table(index=keys, columns="metric", values="std", aggfunc="first", dropna=False)
+    return mean.join(std.add_suffix("_std")).reset_index().sort_values(keys, kind="mergesort")
+
+
+def pareto_front(points: pd.DataFrame, cost: str, accuracy: str) -> pd.DataFrame:
+    """Rows of ``points`` not dominated by a cheaper-or-equal, at-least-as-accurate row, by cost."""
+    ordered = points.sort_values([cost, accuracy], ascending=[True, False], kind="mergesort")
+    best, keep = -np.inf, []
+    for idx, value in zip(ordered.index, ordered[accuracy]):
+        if value > best:
+            keep.append(idx)
+            best = value
+    return ordered.loc[keep]
+
+
+def accuracy_vs_gmacs_figure(train: pd.DataFrame, accuracy: str = "mIoU") -> Figure:
+    """Accuracy (%) against GMACs per train group, the Pareto front as a dashed step line."""
+    wide = _wide(train, (accuracy, "gmacs"))
+    if accuracy not in wide or "gmacs" not in wide or wide[[accuracy, "gmacs"]].dropna().empty:
+        raise FigureSkipped(f"no train cell has both {accuracy} and gmacs")
+    wide = wide.dropna(subset=[accuracy, "gmacs"])
+    colours = palette(list(wide["label"]))
+    groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale"], sort=True))
+    fig, axes = _new_figure(len(groups))
+    for ax, (key, g) in zip(axes[0], groups):
+        y, err = g[accuracy] * 100, g.get(f"{accuracy}_std", pd.Series(np.nan, index=g.index)) * 100
+        for label, xi, yi, ei in zip(g["label"], g["gmacs"], y, err):
+            ax.errorbar(xi, yi, yerr=None if np.isnan(ei) else ei, fmt="o", color=colours[label], label=label)
+            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        front = pareto_front(g.assign(acc=y), "gmacs", "acc")
+        ax.step(front["gmacs"], front["acc"], where="post", ls="--", color="0.3", lw=1, label="Pareto front")
+        ax.set(title=f"{key[0]} / {key[1]} / x{key[4]}", xlabel="GMACs", ylabel=f"{accuracy} (%)")
+    _legend(fig, axes)
+    return fig
+
+
+def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
+    """``metric`` (%) against the upsampling ratio, one line per operator, one panel per architecture."""
+    sub = train[train["metric"] == metric]
+    if sub.empty:
+        raise FigureSkipped(f"no train cell has {metric}")
+    if sub["scale"].nunique() < 2:
+        raise FigureSkipped(f"{metric} is measured at one ratio only (x{sub['scale'].iloc[0]})")
+    colours = palette(list(sub["label"]))
+    panels = list(sub.groupby(["architecture", "preset", "dataset"], sort=True))
+    fig, axes = _new_figure(len(panels))
+    for ax, (key, g) in zip(axes[0], panels):
+        for label, lg in g.groupby("label", sort=True):
+            lg = lg.sort_values("scale", kind="mergesort")
+            err = lg["std"].fillna(0).to_numpy() * 100
+            ax.errorbar(
+                lg["scale"], lg["mean"] * 100, yerr=err, marker="o", color=colours[label], label=label
+            )
+        scales = sorted(g["scale"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(scales, [f"x{s}" for s in scales])
+        ax.minorticks_off()
+        ax.set(title=f"{key[0]} ({key[1]}, {key[2]})", xlabel="upsampling ratio", ylabel=f"{metric} (%)")
+    _legend(fig, axes)
+    return fig
+
+
+OPS_METRICS = (
+    ("latency_forward", "forward latency (ms)"),
+    ("latency_forward_backward", "forward+backward latency (ms)"),
+    ("peak_memory", "peak memory (MiB)"),
+    ("peak_memory_forward_backward", "forward+backward peak memory (MiB)"),
+)
+
+
+def ops_costs_figure(ops: pd.DataFrame) -> Figure:
+    """Latency and peak memory against ratio (x) per input size (columns), one line per operator."""
+    metrics = [(m, name) for m, name in OPS_METRICS if (ops["metric"] == m).any()] if not ops.empty else []
+    if not metrics:
+        raise FigureSkipped(
+            "no ops rows with latency or peak memory (run an ops suite, e.g. `upbench run ops`)"
+        )
+    dims = ops[["batch", "in_channels", "lr_height", "lr_width", "guide_channels"]].astype(int)
+    keys = [tuple(r) for r in dims.to_numpy()]
+    ops = ops.assign(size=[f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in keys])
+    sizes = [f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in sorted(set(keys))]
+    colours = palette(list(ops["label"]))
+    fig, axes = _new_figure(len(sizes), len(metrics))
+    for row, (metric, name) in enumerate(metrics):
+        for col, size in enumerate(sizes):
+            ax = axes[row, col]
+            g = ops[(ops["metric"] == metric) & (ops["size"] == size)]
+            for label, lg in g.groupby("label", sort=True):
+                lg = lg.sort_values("scale", kind="mergesort")
+                ax.plot(lg["scale"], lg["mean"], marker="o", color=colours[label], label=label)
+            scales = sorted(ops["scale"].unique())
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(scales, [f"x{s}" for s in scales])
+            ax.minorticks_off()
+            if not g.empty and (g["mean"] > 0).all():
+                ax.set_yscale("log")
+            ax.set(title=f"input {size}", xlabel="upsampling ratio", ylabel=name)
+    _legend(fig, axes)
+    return fig
+
+
+def _legend(fig: Figure, axes: np.ndarray) -> None:
+    handles: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=7)

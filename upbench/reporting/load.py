@@ -1,0 +1,121 @@
+"""Read a run directory into tidy DataFrames and aggregate seeds (mean, std, n)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tomllib
+
+from upbench.errors import UpbenchError
+
+#: Columns that identify a train configuration (one table row per label in each group).
+TRAIN_KEYS = ("label", "operator", "options", "architecture", "protocol", "preset", "dataset", "scale")
+#: Columns that identify an ops measurement.
+OPS_KEYS = (
+    "label",
+    "operator",
+    "options",
+    "scale",
+    "batch",
+    "in_channels",
+    "lr_height",
+    "lr_width",
+    "guide_channels",
+    "dtype",
+    "device",
+)
+#: Statistics that stand for a cell's measurement (latency rows keep their median).
+POINT_STATISTICS = ("value", "median")
+CELL_METRIC = "cell"
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path; raise :class:`UpbenchError` unless it holds ``results.jsonl``."""
+    path = Path(run_dir)
+    if not (path / "results.jsonl").is_file():
+        raise UpbenchError(
+            f"{path} is not a run directory: it has no results.jsonl (run `upbench run` first)"
+        )
+    return path
+
+
+def load_rows(run_dir: str | Path) -> pd.DataFrame:
+    """Every row of the latest finished attempt of each cell (``cell`` rows and failures included)."""
+    from upbench.results import read_results
+
+    df = read_results(check_run_dir(run_dir))
+    if "label" not in df or df["label"].isna().all():
+        df["label"] = df.get("operator")
+    df["label"] = df["label"].fillna(df["operator"])
+    for col in set(TRAIN_KEYS + OPS_KEYS) - set(df.columns):
+        df[col] = "none"
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    return df
+
+
+def measurements(rows: pd.DataFrame) -> pd.DataFrame:
+    """The successful point measurements: status ``ok``, a finite value, no ``cell`` rows."""
+    keep = (
+        (rows["status"] == "ok")
+        & (rows["metric"] != CELL_METRIC)
+        & rows["statistic"].isin(POINT_STATISTICS)
+        & np.isfinite(rows["value"])
+    )
+    return rows[keep].reset_index(drop=True)
+
+
+def aggregate(points: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    """Mean, sample std (NaN for one value) and n of ``value`` over seeds, per ``keys`` + metric."""
+    cols = [*keys, "metric"]
+    if points.empty:
+        return pd.DataFrame(columns=[*cols, "unit", "mean", "std", "n"])
+    grouped = points.groupby(cols, sort=True, dropna=False)
+    out = grouped["value"].agg(mean="mean", std="std", n="count").reset_index()
+    out["unit"] = grouped["unit"].first().to_numpy()
+    return out.sort_values(cols, kind="mergesort").reset_index(drop=True)
+
+
+def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """``{"rows", "train", "ops"}``: all rows and the seed-aggregated train and ops measurements."""
+    rows = load_rows(run_dir)
+    points = measurements(rows)
+    return {
+        "rows": rows,
+        "train": aggregate(points[points["kind"] == "train"], TRAIN_KEYS),
+        "ops": aggregate(points[points["kind"] == "ops"], OPS_KEYS),
+    }
+
+
+def failures(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per cell whose ``cell`` row is not ``ok``: identity, status and error."""
+    cells = rows[(rows["metric"] == CELL_METRIC) & (rows["status"] != "ok")]
+    cols = ["cell_id", "kind", "label", "architecture", "protocol", "scale", "seed", "status", "error"]
+    return (
+        cells[[c for c in cols if c in cells]].sort_values("cell_id", kind="mergesort").reset_index(drop=True)
+    )
+
+
+def suite_name(run_dir: str | Path) -> str:
+    """The ``[suite] name`` of ``run_dir/suite.toml``, else the ``suite`` column, else the folder name."""
+    path = check_run_dir(run_dir)
+    toml = path / "suite.toml"
+    if toml.is_file():
+        name = tomllib.loads(toml.read_text(encoding="utf-8")).get("suite", {}).get("name")
+        if name:
+            return str(name)
+    rows = load_rows(path)
+    if "suite" in rows and rows["suite"].notna().any():
+        return str(rows["suite"].dropna().iloc[0])
+    return path.resolve().name
+
+
+def cell_config(run_dir: str | Path, cell_id: str) -> dict[str, Any]:
+    """The resolved config of a cell (``cells/<cell_id>/config.json``)."""
+    path = Path(run_dir) / "cells" / cell_id / "config.json"
+    if not path.is_file():
+        raise UpbenchError(f"cell {cell_id}: {path} is missing")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,148 @@
+"""``write_report``: tables, figures, qualitative panels and the mosaic table of a run directory.
+
+Layout of the output folder (default ``reports/<suite name>/``)::
+
+    report.md                  every table, links to the figures, skipped figures, failed cells
+    tables/<group>.md, .tex    one table per train group and per ops setting
+    tables/train_summary.csv   the seed-aggregated rows behind the tables (also ops_summary.csv)
+    figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
+
+Everything is sorted and formatted deterministically and carries no timestamp, so re-running the
+report on the same results rewrites byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from upbench.reporting import figures, qualitative, tables
+from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
+
+log = logging.getLogger("upbench.reporting")
+DEFAULT_ROOT = Path("reports")
+PROVENANCE = ("git_commit", "upbench_version", "torch_version", "device", "device_name", "threads")
+
+
+def write_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, *, n_images: int = 3, device: str = "cpu"
+) -> Path:
+    """Write the report of ``run_dir`` into ``out_dir`` (default ``reports/<suite>``); returns the folder.
+
+    Args:
+        n_images: validation images per qualitative panel.
+        device: where the saved models run for the qualitative panels.
+    """
+    run_dir = check_run_dir(run_dir)
+    out = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / suite_name(run_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    data = summarise(run_dir)
+    sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(data["rows"]), ""]
+
+    all_tables = tables.train_tables(data["train"]) + tables.ops_tables(data["ops"])
+    for table in all_tables:
+        _write(out / "tables" / f"{table.stem}.md", tables.to_markdown(table))
+        _write(out / "tables" / f"{table.stem}.tex", tables.to_latex(table))
+    for name in ("train", "ops"):
+        if not data[name].empty:
+            _write(
+                out / "tables" / f"{name}_summary.csv", data[name].to_csv(index=False, float_format="%.10g")
+            )
+    sections += (
+        ["## Tables", ""] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
+    )
+
+    skipped: list[str] = []
+    drawn: list[str] = []
+    for name, draw, source in (
+        ("accuracy_vs_gmacs", figures.accuracy_vs_gmacs_figure, "train"),
+        ("bf_vs_ratio", figures.bf_vs_ratio_figure, "train"),
+        ("ops_costs", figures.ops_costs_figure, "ops"),
+    ):
+        _figure(out, name, lambda draw=draw, source=source: draw(data[source]), drawn, skipped)
+    mosaic_lines = _qualitative(run_dir, data["rows"], out, n_images, device, drawn, skipped)
+
+    sections += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in drawn] + [""]
+    sections += mosaic_lines
+    if skipped:
+        sections += ["## Skipped figures", "", *(f"- {s}" for s in skipped), ""]
+    failed = failures(data["rows"])
+    if not failed.empty:
+        sections += ["## Failed cells", "", *(_failure_line(r) for r in failed.itertuples()), ""]
+    _write(out / "report.md", "\n".join(sections).rstrip("\n") + "\n")
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def _figure(out: Path, name: str, draw, drawn: list[str], skipped: list[str]) -> None:  # noqa: ANN001
+    try:
+        fig = draw()
+    except figures.FigureSkipped as reason:
+        log.info("figure %s skipped: %s", name, reason)
+        skipped.append(f"{name}: {reason}")
+        return
+    figures.save_figure(fig, out / "figures" / name)
+    drawn.append(name)
+
+
+def _qualitative(
+    run_dir: Path,
+    rows: pd.DataFrame,
+    out: Path,
+    n_images: int,
+    device: str,
+    drawn: list[str],
+    skipped: list[str],
+) -> list[str]:
+    """Draw the qualitative panels; return the Markdown of the mosaic-index table."""
+    if qualitative.model_cells(run_dir, rows).empty:
+        reason = "qualitative: no finished train cell saved a model.pt"
+        log.info("figure %s", reason)
+        skipped.append(reason)
+        return []
+    panels = qualitative.collect(run_dir, rows, n_images=n_images, device=device)
+    lines = [
+        "## Mosaic index",
+        "",
+        "Mosaic index of the upsampled feature on the qualitative images, in [-1, 1] (1: piecewise "
+        "constant on s x s blocks, 0: no block structure; s is the cell's ratio, 8 for the hierarchical "
+        "head's c4 feature; see `upbench.reporting.mosaic`).",
+        "",
+    ]
+    for panel in panels:
+        skipped += [f"{panel.stem}: {label}: {why}" for label, why in sorted(panel.problems.items())]
+        if not panel.predictions:
+            continue
+        _figure(out, panel.stem, lambda panel=panel: qualitative.qualitative_figure(panel), drawn, skipped)
+        lines += [f"### {panel.title}", "", "| operator | mosaic index |", "|---|---|"]
+        lines += [f"| {label} | {_mosaic_text(panel.mosaic[label])} |" for label in sorted(panel.mosaic)]
+        lines.append("")
+    return lines
+
+
+def _mosaic_text(value: float | None) -> str:
+    return tables.MISSING if value is None else f"{round(value, 3) + 0.0:.3f}"
+
+
+def _provenance(rows: pd.DataFrame) -> list[str]:
+    lines = []
+    for col in PROVENANCE:
+        if col in rows:
+            values = sorted({str(v) for v in rows[col].dropna()})
+            if values:
+                lines.append(f"- {col}: {', '.join(values)}")
+    return lines
+
+
+def _failure_line(row: object) -> str:
+    error = (getattr(row, "error", None) or "").splitlines()[0] if getattr(row, "error", None) else ""
+    return (
+        f"- `{row.cell_id}` {row.label} {row.architecture} {row.protocol} x{row.scale} seed {row.seed}: "
+        f"{row.status} {error}".rstrip()
+    )
