@@ -200,7 +200,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
 
 def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, device: str) -> list[dict[str, Any]]:
     """Params of model and operator(s), GMACs and latency of the model at batch 1."""
-    from upbench.profiling import count_macs, count_params, measure_latency
+    from upbench.profiling import count_macs, count_params, measure_latency, measure_peak_memory
 
     prof = c["profile"]
     model.eval()
@@ -217,6 +217,10 @@ def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, devi
     if macs.unsupported:
         rows[-1]["error"] = "fvcore skipped ops: " + ", ".join(sorted(macs.unsupported))
     rows.append(_cell_row("image_size", h, "px"))
+    with torch.no_grad():
+        peak = measure_peak_memory(lambda: model(x), device=device)
+    if peak is not None:
+        rows.append(_cell_row("peak_memory", peak / 2**20, "MiB"))
     if prof["latency"]:
         with torch.no_grad():
             stats = measure_latency(lambda: model(x), device=device, warmup=prof["warmup"], iters=prof["iters"])

@@ -1,0 +1,66 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LAST = "last.pt"
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of Python's, NumPy's, torch's CPU and CUDA generators."""
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore the generators saved by :func:`rng_states`."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``directory/last.pt`` atomically (a crash never leaves half a file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LAST
+    tmp = directory / f".{LAST}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_rank_rng(directory: Path, rank: int) -> None:
+    """Write the RNG states of process ``rank`` (> 0) beside the checkpoint of rank 0."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".rng_rank{rank}.tmp{os.getpid()}"
+    torch.save(rng_states(), tmp)
+    os.replace(tmp, directory / f"rng_rank{rank}.pt")
+
+
+def load_rank_rng(directory: Path, rank: int) -> dict[str, Any] | None:
+    """The RNG states saved by :func:`save_rank_rng` for ``rank``, or ``None``."""
+    path = directory / f"rng_rank{rank}.pt"
+    return torch.load(path, weights_only=False) if path.is_file() else None
+
+
+def load_checkpoint(directory: Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The last checkpoint in ``directory``, or ``None`` if there is none."""
+    path = directory / LAST
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=map_location, weights_only=False)

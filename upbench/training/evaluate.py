@@ -1,0 +1,66 @@
+"""Evaluation of a segmentation model on a dataset with the streaming metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from upbench.training.distributed import all_reduce_sum_, rank_and_world
+from upbench.training.inference import predict_logits
+from upbench.training.loop import unwrap
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    ignore_index: int = 255,
+    mode: Literal["whole", "slide"] = "whole",
+    crop_size: int | tuple[int, int] = 512,
+    stride: int | tuple[int, int] = 341,
+    *,
+    amp: bool = False,
+    **metric_options: Any,
+) -> dict[str, Any]:
+    """Scores of ``model`` on ``dataset`` (``(image, label)`` pairs, one image at a time).
+
+    Logits are resized (bilinear) to the label's resolution before the argmax, so predictions
+    are scored at the label's original size. Inside a process group each rank scores every
+    ``world``-th image and the metric states are summed over ranks; every rank returns the same
+    dict. ``metric_options`` go to :class:`upbench.metrics.SegmentationMetrics`. ``amp`` uses
+    float16 autocast on CUDA (ignored on CPU). The model's train/eval mode is restored after.
+    """
+    from upbench.metrics import SegmentationMetrics
+
+    core = unwrap(model)
+    device = next(core.parameters()).device
+    rank, world = rank_and_world()
+    metrics = SegmentationMetrics(num_classes, ignore_index, device=device, **metric_options)
+    was_training = core.training
+    core.eval()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else None
+    try:
+        for i in range(rank, len(dataset), world):
+            image, label = dataset[i]
+            label = torch.as_tensor(label)
+            with autocast or contextlib.nullcontext():
+                logits = predict_logits(
+                    core,
+                    image[None].to(device),
+                    mode=mode,
+                    crop_size=crop_size,
+                    stride=stride,
+                    size=tuple(label.shape[-2:]),
+                )
+            metrics.update(logits.argmax(1)[0], label.to(device))
+    finally:
+        core.train(was_training)
+    if world > 1:
+        for t in metrics.state_tensors().values():
+            all_reduce_sum_(t)
+    return metrics.compute()

@@ -1,0 +1,210 @@
+"""The iteration-based training loop: :func:`train`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from upbench.errors import ConfigError
+from upbench.training.checkpoint import (
+    load_checkpoint,
+    load_rank_rng,
+    rng_states,
+    save_checkpoint,
+    save_rank_rng,
+    set_rng_states,
+)
+from upbench.training.config import RESUME_FREE_FIELDS, TrainConfig
+from upbench.training.distributed import all_reduce_sum_, barrier, is_distributed, rank_and_world
+from upbench.training.optim import build_optimizer, build_scheduler
+from upbench.training.reproducibility import deterministic_mode, seed_everything
+from upbench.training.sampling import ResumableSampler
+
+
+@dataclass
+class TrainResult:
+    """What a training run did.
+
+    Attributes:
+        final_loss: loss of the last iteration (mean over processes).
+        iterations: iterations done in total (including those before a resume).
+        wall_time_s: training time in seconds, summed over the sessions of a resumed run.
+        loss_history: ``(iteration, loss)`` every ``log_every`` iterations (iteration counts from 1).
+        resumed_from: iteration of the checkpoint this call started from (0: fresh start).
+    """
+
+    final_loss: float
+    iterations: int
+    wall_time_s: float
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def segmentation_loss(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
+    """Pixel-wise cross-entropy; logits are resized (bilinear) to the label size if they differ."""
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore_index)
+
+
+def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
+    current = config.to_dict()
+    diff = [k for k in current if k not in RESUME_FREE_FIELDS and saved.get(k) != current[k]]
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in diff)
+        raise ConfigError(
+            f"the checkpoint was written with different training settings ({shown}); "
+            "use another checkpoint_dir or resume=False"
+        )
+
+
+def train(
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    ignore_index: int = 255,
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` (``(image, label)`` pairs) for ``config.iters`` iterations.
+
+    The model is trained on the device of its parameters. Inside a process group (torchrun, see
+    :mod:`upbench.training.distributed`) it is wrapped in DistributedDataParallel and every rank
+    reads its own share of each epoch; ``batch_size`` is per process.
+
+    With ``checkpoint_dir``, a checkpoint (model, optimizer, scheduler, gradient scaler, RNG states,
+    iteration, loss history) is written every ``checkpoint_every`` iterations and at the end; with
+    ``resume=True`` a run continues from the last one and, with ``num_workers=0``, gives the same
+    result as an uninterrupted run (workers draw their augmentation seeds when their loader
+    starts, so a resumed run with workers is statistically but not bitwise the same). In a
+    process group rank 0 writes the checkpoint and every other rank its own RNG states.
+
+    Returns:
+        :class:`TrainResult`; the model is left in train mode with the final weights.
+    """
+    core = unwrap(model)
+    device = next(core.parameters()).device
+    rank, world = rank_and_world()
+    use_amp = config.amp and device.type == "cuda"
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    seed_everything(config.seed + rank)
+    optimizer = build_optimizer(core, config)
+    scheduler = build_scheduler(optimizer, config)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, history, past_time = 0, [], 0.0
+    state = load_checkpoint(directory, map_location=device) if directory is not None and resume else None
+    if state is not None:
+        _check_resumable(state["config"], config)
+        core.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        own = load_rank_rng(directory, rank) if rank > 0 else None
+        set_rng_states(own if own is not None else state["rng"])
+        start, history, past_time = state["iteration"], list(state["loss_history"]), state["wall_time_s"]
+
+    net = model
+    if is_distributed() and not isinstance(model, nn.parallel.DistributedDataParallel):
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(
+            core, device_ids=ids, find_unused_parameters=config.find_unused_parameters
+        )
+
+    sampler = ResumableSampler(
+        len(dataset),
+        config.batch_size,
+        config.iters,
+        seed=config.seed,
+        start=start,
+        rank=rank,
+        world_size=world,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed * 7919 + start),
+    )
+
+    def checkpoint(iteration: int, elapsed: float) -> None:
+        if directory is not None and rank > 0:
+            save_rank_rng(directory, rank)
+        if directory is not None and rank == 0:
+            save_checkpoint(
+                directory,
+                {
+                    "model": core.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_states(),
+                    "iteration": iteration,
+                    "loss_history": history,
+                    "wall_time_s": elapsed,
+                    "config": config.to_dict(),
+                },
+            )
+        barrier()
+
+    net.train()
+    t0 = time.perf_counter()
+    t = start
+    loss_value = history[-1][1] if history else math.nan
+    bar = tqdm(
+        total=config.iters, initial=start, desc="train", disable=not progress or rank != 0, dynamic_ncols=True
+    )
+    with deterministic_mode(config.deterministic), bar:
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+            with autocast:
+                loss = segmentation_loss(net(images), labels, ignore_index)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(core.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            t += 1
+            mean = all_reduce_sum_(loss.detach().float().clone()) / world
+            loss_value = float(mean)
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"training diverged: loss is {loss_value} at iteration {t}")
+            if t % config.log_every == 0 or t == config.iters:
+                history.append((t, loss_value))
+            bar.set_postfix(
+                loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False
+            )
+            bar.update(1)
+            if config.checkpoint_every and t % config.checkpoint_every == 0 and t < config.iters:
+                checkpoint(t, past_time + time.perf_counter() - t0)
+    elapsed = past_time + time.perf_counter() - t0
+    if t > start or state is None:
+        checkpoint(t, elapsed)
+    return TrainResult(
+        final_loss=loss_value, iterations=t, wall_time_s=elapsed, loss_history=history, resumed_from=start
+    )
