@@ -106,7 +106,9 @@ class OpsSpec:
     warmup: int = 2
     iters: int = 5
     modes: list[str] = field(default_factory=lambda: ["forward", "forward_backward"])
-    gpu_sizes: list[list[int]] = field(default_factory=list)  # added when running on a GPU
+    # explicit settings at their own scale: [batch, in_channels, lr_height, lr_width, guide_channels, scale]
+    settings: list[list[int]] = field(default_factory=list)
+    gpu_settings: list[list[int]] = field(default_factory=list)  # added when running on a GPU
 
 
 @dataclass
@@ -211,10 +213,16 @@ def _check_semantics(cfg: SuiteConfig) -> None:
     for s in cfg.ops.scales:
         if s < 2:
             raise ConfigError(f"ops.scales: {s} is not an integer scale >= 2")
-    for size in [*cfg.ops.sizes, *cfg.ops.gpu_sizes]:
+    for size in cfg.ops.sizes:
         if len(size) != 5 or any(v < 1 for v in size):
             raise ConfigError(
                 f"ops size {size} must be [batch, in_channels, lr_height, lr_width, guide_channels], all >= 1"
+            )
+    for setting in [*cfg.ops.settings, *cfg.ops.gpu_settings]:
+        if len(setting) != 6 or any(v < 1 for v in setting) or setting[5] < 2:
+            raise ConfigError(
+                f"ops setting {setting} must be [batch, in_channels, lr_height, lr_width, guide_channels, scale], "
+                "all >= 1 and scale >= 2"
             )
     for m in cfg.ops.modes:
         if m not in ("forward", "forward_backward"):
@@ -380,24 +388,13 @@ class Suite:
         cells: list[Cell] = []
         for label, op, options in self.operator_entries():
             if cfg.suite.kind == "ops":
-                sizes = cfg.ops.sizes + (cfg.ops.gpu_sizes if device.startswith("cuda") else [])
-                for size in sizes:
-                    for scale in cfg.ops.scales:
-                        cells.append(
-                            self._cell(
-                                "ops",
-                                label,
-                                op,
-                                options,
-                                "none",
-                                "none",
-                                "none",
-                                scale,
-                                0,
-                                size=list(size),
-                                device=device,
-                            )
-                        )
+                grid = [(list(size), scale) for size in cfg.ops.sizes for scale in cfg.ops.scales]
+                extra = cfg.ops.settings + (cfg.ops.gpu_settings if device.startswith("cuda") else [])
+                for size, scale in grid + [(list(st[:5]), st[5]) for st in extra]:
+                    cell = self._cell(
+                        "ops", label, op, options, "none", "none", "none", scale, 0, size=size, device=device
+                    )
+                    cells.append(cell)
                 continue
             for arch in cfg.architectures:
                 variants = (
@@ -452,7 +449,8 @@ class Suite:
             "device": device,
         }
         if kind == "ops":
-            config.update(size=size, ops=dataclasses.asdict(cfg.ops) | {"sizes": None, "gpu_sizes": None})
+            skip = ("sizes", "settings", "gpu_settings", "scales")
+            config.update(size=size, ops={k: v for k, v in dataclasses.asdict(cfg.ops).items() if k not in skip})
         else:
             config.update(
                 dataset=dataclasses.asdict(cfg.dataset),
