@@ -34,6 +34,11 @@ PaddingMode = Literal["zeros", "replicate"]
 DEFAULT_CHUNK_ELEMENTS = 1 << 26
 
 
+def softmax_float32(logits: Tensor, dim: int) -> Tensor:
+    """Softmax over ``dim`` computed in at least float32 (autocast/fp16-safe kernel normalisation)."""
+    return F.softmax(logits, dim=dim, dtype=torch.promote_types(logits.dtype, torch.float32))
+
+
 def _check(x: Tensor, kernels: Tensor, kernel_size: int, scale: int, groups: int) -> None:
     if x.dim() != 4 or kernels.dim() != 4:
         raise InputShapeError(f"reassemble: x and kernels must be 4-D, got {tuple(x.shape)} and {tuple(kernels.shape)}")

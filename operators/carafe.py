@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._reassembly import reassemble, reassemble_naive
+from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 
 Aggregation = Literal["chunked", "naive"]
 
@@ -39,11 +38,6 @@ def _check_positive(name: str, option: str, value: int, *, odd: bool = False) ->
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (odd and value % 2 == 0):
         kind = "a positive odd integer" if odd else "a positive integer"
         raise InvalidOptionError(f"operator '{name}': option '{option}' must be {kind}, got {value!r}")
-
-
-def softmax_float32(logits: Tensor, dim: int) -> Tensor:
-    """Softmax over ``dim`` computed in at least float32 (float64 stays float64)."""
-    return F.softmax(logits, dim=dim, dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
 @register_operator(

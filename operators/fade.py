@@ -26,14 +26,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._reassembly import reassemble, reassemble_naive
+from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 
 Aggregation = Literal["chunked", "naive"]
 
@@ -46,11 +44,6 @@ def nearest_up(t: Tensor, scale: int) -> Tensor:
     """
     b, c, h, w = t.shape
     return t[:, :, :, None, :, None].expand(b, c, h, scale, w, scale).reshape(b, c, h * scale, w * scale)
-
-
-def softmax_float32(logits: Tensor, dim: int) -> Tensor:
-    """Softmax over ``dim`` computed in at least float32 (float64 stays float64)."""
-    return F.softmax(logits, dim=dim, dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
 def _xavier(module: nn.Module) -> None:

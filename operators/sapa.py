@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._reassembly import reassemble, reassemble_naive
+from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 from upbench_operators._window_similarity import window_similarity, window_similarity_naive
 
 Aggregation = Literal["chunked", "naive"]
@@ -54,9 +54,7 @@ _COMMON_NOTES = (
 )
 
 
-def _check_options(
-    name: str, up_kernel_size: int, aggregation: str, embedding_dim: int | None = None
-) -> None:
+def _check_options(name: str, up_kernel_size: int, aggregation: str, embedding_dim: int | None = None) -> None:
     """Raise :class:`InvalidOptionError` for option values the operator cannot use."""
     if isinstance(up_kernel_size, bool) or not isinstance(up_kernel_size, int) or up_kernel_size < 1:
         raise InvalidOptionError(
@@ -67,13 +65,9 @@ def _check_options(
     if embedding_dim is not None and (
         isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1
     ):
-        raise InvalidOptionError(
-            f"operator '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}"
-        )
+        raise InvalidOptionError(f"operator '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}")
     if aggregation not in ("chunked", "naive"):
-        raise InvalidOptionError(
-            f"operator '{name}': aggregation must be 'chunked' or 'naive', got {aggregation!r}"
-        )
+        raise InvalidOptionError(f"operator '{name}': aggregation must be 'chunked' or 'naive', got {aggregation!r}")
 
 
 def group_norm_groups(channels: int, groups: int = 32) -> int:
@@ -113,14 +107,12 @@ class _SAPABase(Upsampler):
         k, s = self.up_kernel_size, self.scale
         naive = self.aggregation == "naive"
         scores = (window_similarity_naive if naive else window_similarity)(query, key, k, s)
-        attn = torch.softmax(scores, dim=1, dtype=torch.promote_types(scores.dtype, torch.float32))
+        attn = softmax_float32(scores, dim=1)
         out = (reassemble_naive if naive else reassemble)(x, attn, k, s)
         return out.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, up_kernel_size={self.up_kernel_size}, aggregation={self.aggregation!r}"
-        )
+        return f"{super().extra_repr()}, up_kernel_size={self.up_kernel_size}, aggregation={self.aggregation!r}"
 
 
 @register_operator(

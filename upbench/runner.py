@@ -171,7 +171,12 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     tcfg = TrainConfig(**{**c["train"], "seed": c["seed"]})
     t0 = time.perf_counter()
     result = train(
-        model, train_set, tcfg, checkpoint_dir=cell_dir / "checkpoints", progress=progress, ignore_index=info.ignore_index
+        model,
+        train_set,
+        tcfg,
+        checkpoint_dir=cell_dir / "checkpoints",
+        progress=progress,
+        ignore_index=info.ignore_index,
     )
     train_s = time.perf_counter() - t0
     ev = c["eval"]
