@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from upbench.data.folder import FolderDataset, find_dataset_dir, pair_files
-from upbench.data.pipelines import as_count, make_transform
+from upbench.data.folder import FolderDataset, find_dataset_dir, folder_dataset, pair_files
 from upbench.data.registry import register_dataset
 
 CLASS_NAMES = (
@@ -85,20 +84,17 @@ def build_ade20k(
     images = base / "images" / sub
     labels = base / "annotations" / sub
     pairs = pair_files(images.glob("*.jpg"), lambda p: labels / f"{p.stem}.png", "ADE20K", images)
-    transform, random = make_transform(
+    return folder_dataset(
+        pairs,
         split,
+        num_classes=150,
+        decode=reduce_zero_label,
+        count=count,
+        augment_seed=augment_seed,
         augment=augment,
         scale=scale,
         crop_size=crop_size,
         ratio_range=ratio_range,
         cat_max_ratio=cat_max_ratio,
         test_scale=test_scale,
-    )
-    return FolderDataset(
-        pairs[: as_count(count)],
-        num_classes=150,
-        decode=reduce_zero_label,
-        transform=transform,
-        random=random,
-        augment_seed=augment_seed,
     )

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from upbench.data.folder import FolderDataset, find_dataset_dir, pair_files
-from upbench.data.pipelines import as_count, make_transform
+from upbench.data.folder import FolderDataset, find_dataset_dir, folder_dataset, pair_files
 from upbench.data.registry import register_dataset
 
 CLASS_NAMES = (
@@ -59,20 +58,17 @@ def build_cityscapes(
         return base / "gtFine" / split / image.parent.name / f"{name}{LABEL_SUFFIX}"
 
     pairs = pair_files(images.glob(f"*/*{IMAGE_SUFFIX}"), label_of, "Cityscapes", images, HINT)
-    transform, random = make_transform(
+    return folder_dataset(
+        pairs,
         split,
+        num_classes=19,
+        decode=None,
+        count=count,
+        augment_seed=augment_seed,
         augment=augment,
         scale=scale,
         crop_size=crop_size,
         ratio_range=ratio_range,
         cat_max_ratio=cat_max_ratio,
         test_scale=test_scale,
-    )
-    return FolderDataset(
-        pairs[: as_count(count)],
-        num_classes=19,
-        decode=None,
-        transform=transform,
-        random=random,
-        augment_seed=augment_seed,
     )

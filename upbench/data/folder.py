@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from upbench.data.base import SegmentationDataset
+from upbench.data.pipelines import as_count, make_transform
 from upbench.data.transforms import Compose
 from upbench.errors import DatasetError
 
@@ -116,3 +118,29 @@ class FolderDataset(SegmentationDataset):
                 f"0..{self.num_classes - 1} and not {self.ignore_index}"
             )
         return image, label
+
+
+def folder_dataset(
+    pairs: Sequence[tuple[Path, Path]],
+    split: str,
+    *,
+    num_classes: int,
+    decode: Callable[[np.ndarray], np.ndarray] | None = None,
+    count: int | None = None,
+    augment_seed: int | None = None,
+    **pipeline: Any,
+) -> FolderDataset:
+    """A :class:`FolderDataset` over the first ``count`` pairs with the standard pipeline of ``split``.
+
+    ``pipeline`` holds the options of :func:`~upbench.data.pipelines.make_transform` (augment,
+    scale, crop_size, ratio_range, cat_max_ratio, test_scale).
+    """
+    transform, random = make_transform(split, **pipeline)
+    return FolderDataset(
+        pairs[: as_count(count)],
+        num_classes=num_classes,
+        decode=decode,
+        transform=transform,
+        random=random,
+        augment_seed=augment_seed,
+    )
