@@ -18,13 +18,7 @@ import torch.nn.functional as F
 import upbench
 from upbench.errors import InputShapeError, InvalidOptionError
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- plain-loop reference
@@ -52,11 +46,7 @@ def _dysample_loop(x, s, groups, offset_w, offset_b, scope_w=None, style="lp"):
     b, c, h, w = x.shape
     feat = x
     if style == "pl":  # feat[ch, I*s + i, J*s + j] = x[ch*s*s + i*s + j, I, J]
-        feat = (
-            x.reshape(b, c // (s * s), s, s, h, w)
-            .permute(0, 1, 4, 2, 5, 3)
-            .reshape(b, c // (s * s), h * s, w * s)
-        )
+        feat = x.reshape(b, c // (s * s), s, s, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // (s * s), h * s, w * s)
     raw = _conv1x1(offset_w, offset_b, feat)
     if scope_w is None:
         raw = 0.25 * raw
@@ -216,9 +206,7 @@ def test_official_names_and_strict_load(name, s, style, official) -> None:
 
 def test_parameter_count_matches_official() -> None:
     assert sum(p.numel() for p in upbench.create_operator("dysample", 256, 2).parameters()) == 8_224
-    assert (
-        sum(p.numel() for p in upbench.create_operator("dysample_plus", 256, 2).parameters()) == 8_224 + 8_192
-    )
+    assert sum(p.numel() for p in upbench.create_operator("dysample_plus", 256, 2).parameters()) == 8_224 + 8_192
 
 
 def test_state_dict_round_trip_strict() -> None:

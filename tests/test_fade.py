@@ -20,13 +20,7 @@ import upbench
 from upbench.errors import InputShapeError, InvalidOptionError
 from upbench_operators.fade import FADE, nearest_up
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------

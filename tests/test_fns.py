@@ -10,13 +10,7 @@ import torch
 from upbench.errors import InputShapeError
 from upbench_operators._fns import fns_aggregate, fns_aggregate_naive, fns_kernels, fns_tap_weights
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fns_reference(x: torch.Tensor, attn: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -20,12 +20,7 @@ from upbench_operators.sapa import SAPA, group_norm_groups
 EPS = 1e-5  # PyTorch's GroupNorm / LayerNorm default epsilon, as in the official modules
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- plain-loop references
@@ -43,9 +38,7 @@ def _attend_loop(q, key, x, k, s):
                 yi, xj = i // s + n // k - r, j // s + n % k - r
                 inside = 0 <= yi < h and 0 <= xj < w
                 scores.append(
-                    (q[:, :, i, j] * key[:, :, yi, xj]).sum(1)
-                    if inside
-                    else torch.zeros(b, dtype=torch.float64)
+                    (q[:, :, i, j] * key[:, :, yi, xj]).sum(1) if inside else torch.zeros(b, dtype=torch.float64)
                 )
                 values.append(x[:, :, yi, xj] if inside else torch.zeros(b, c, dtype=torch.float64))
             weights = torch.softmax(torch.stack(scores, 1), dim=1)
@@ -114,9 +107,7 @@ def _randomise(op, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in op.parameters():
-            p.copy_(
-                torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5 + (1.0 if p.dim() == 1 else 0.0)
-            )
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5 + (1.0 if p.dim() == 1 else 0.0))
     return op
 
 
@@ -148,9 +139,7 @@ def test_sapa_b_without_norm_matches_loop() -> None:
     x, y = _inputs(4, 4, 3, 3, 2, seed=3)
     params = {n: p.detach() for n, p in op.named_parameters()}
     with torch.no_grad():
-        torch.testing.assert_close(
-            op(x, y), _sapa_b_ref(params, x, y, 5, 2, norm=False), rtol=1e-10, atol=1e-10
-        )
+        torch.testing.assert_close(op(x, y), _sapa_b_ref(params, x, y, 5, 2, norm=False), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["sapa", "sapa_g", "sapa_i"])
@@ -191,9 +180,7 @@ def test_window_similarity_matches_loop(k, s, chunk) -> None:
                 if 0 <= yi < 4 and 0 <= xj < 3:
                     expected[:, n, i, j] = (query[:, :, i, j] * key[:, :, yi, xj]).sum(1)
     kwargs = {} if chunk is None else {"chunk_elements": chunk}
-    torch.testing.assert_close(
-        window_similarity(query, key, k, s, **kwargs), expected, rtol=1e-12, atol=1e-12
-    )
+    torch.testing.assert_close(window_similarity(query, key, k, s, **kwargs), expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(window_similarity_naive(query, key, k, s), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -19,12 +19,7 @@ from upbench.training.sampling import ResumableSampler
 K = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dataset(n: int = 8, size: int = 32, seed: int = 0) -> TensorDataset:
@@ -197,9 +192,7 @@ def test_every_operator_trains_end_to_end(operator: str, architecture: str, kw: 
     model = build_model(architecture, operator=operator, num_classes=K, **kw)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     size = 32 if architecture == "plain" else 64
-    result = train(
-        model, _dataset(n=4, size=size), TrainConfig(lr=1e-3, iters=2, batch_size=2), progress=False
-    )
+    result = train(model, _dataset(n=4, size=size), TrainConfig(lr=1e-3, iters=2, batch_size=2), progress=False)
     assert result.iterations == 2 and math.isfinite(result.final_loss)
     for op in model.upsamplers():  # the operator's own parameters were updated
         for n, p in model.named_parameters():
