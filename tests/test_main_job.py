@@ -8,39 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-TINY = """
-operators = ["bilinear", "resfu"]
-seeds = [0]
-
-[suite]
-name = "tiny"
-kind = "train"
-
-[dataset]
-name = "synthetic"
-train = { size = 32, count = 8 }
-val = { size = 32, count = 2 }
-
-[[architectures]]
-name = "plain"
-preset = "tiny"
-scales = [4]
-
-[[architectures]]
-name = "hierarchical"
-preset = "tiny"
-protocols = ["jump"]
-
-[train]
-iters = 2
-batch_size = 2
-warmup_iters = 1
-
-[profile]
-warmup = 0
-iters = 1
-"""
+from tiny_suites import TINY_TRAIN_SUITE
 
 
 def _upbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -53,7 +21,7 @@ def _upbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("main_job")
-    (root / "tiny.toml").write_text(TINY)
+    (root / "tiny.toml").write_text(TINY_TRAIN_SUITE)
     proc = _upbench("run", "tiny.toml", "--out", "runs/tiny", "--no-progress", cwd=root)
     return root, proc
 

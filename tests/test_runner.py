@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from tiny_suites import TINY_TRAIN_SUITE
 
 from upbench import results, runner
 from upbench.suite import load_suite
@@ -24,38 +25,6 @@ warmup = 0
 iters = 2
 """
 
-TRAIN = """
-operators = ["bilinear", "resfu"]
-seeds = [0]
-
-[suite]
-name = "tiny-train"
-kind = "train"
-
-[dataset]
-name = "synthetic"
-train = { size = 32, count = 8 }
-val = { size = 32, count = 2 }
-
-[[architectures]]
-name = "plain"
-preset = "tiny"
-scales = [4]
-
-[[architectures]]
-name = "hierarchical"
-preset = "tiny"
-protocols = ["jump"]
-
-[train]
-iters = 2
-batch_size = 2
-warmup_iters = 1
-
-[profile]
-warmup = 0
-iters = 1
-"""
 
 IDENTITY = ["run", "suite", "cell_id", "kind", "operator", "architecture", "protocol", "scale", "seed", "device"]
 
@@ -169,7 +138,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(ops_suite, tmp_path) -> None
 
 def test_train_cells_end_to_end(tmp_path) -> None:
     p = tmp_path / "train.toml"
-    p.write_text(TRAIN)
+    p.write_text(TINY_TRAIN_SUITE)
     out = tmp_path / "run"
     summary = runner.run_suite(load_suite(p), out_dir=out, device="cpu", progress=False)
     assert summary.failed == 0, summary.describe()
