@@ -26,18 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import OddPositiveInt, PositiveInt
 from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 
 Aggregation = Literal["chunked", "naive"]
-
-
-def _check_positive(name: str, option: str, value: int, *, odd: bool = False) -> None:
-    """Raise :class:`InvalidOptionError` unless ``value`` is a positive (odd) integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (odd and value % 2 == 0):
-        kind = "a positive odd integer" if odd else "a positive integer"
-        raise InvalidOptionError(f"operator '{name}': option '{option}' must be {kind}, got {value!r}")
 
 
 @register_operator(
@@ -93,30 +87,22 @@ class CARAFE(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel: int = 5,
-        up_group: int = 1,
-        encoder_kernel: int = 3,
-        encoder_dilation: int = 1,
-        compressed_channels: int = 64,
+        up_kernel: OddPositiveInt = 5,
+        up_group: PositiveInt = 1,
+        encoder_kernel: PositiveInt = 3,
+        encoder_dilation: PositiveInt = 1,
+        compressed_channels: PositiveInt = 64,
         aggregation: Aggregation = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
-        _check_positive("carafe", "up_kernel", up_kernel, odd=True)
-        _check_positive("carafe", "up_group", up_group)
-        _check_positive("carafe", "encoder_kernel", encoder_kernel)
-        _check_positive("carafe", "encoder_dilation", encoder_dilation)
+        check_own_options(self, locals())
         if (encoder_kernel - 1) * encoder_dilation % 2:
             raise InvalidOptionError(
                 f"operator 'carafe': encoder_kernel={encoder_kernel} with encoder_dilation={encoder_dilation} "
                 "does not keep the LR size; (encoder_kernel - 1) * encoder_dilation must be even"
             )
-        _check_positive("carafe", "compressed_channels", compressed_channels)
         if in_channels % up_group:
             raise InvalidOptionError(f"operator 'carafe': up_group={up_group} must divide in_channels={in_channels}")
-        if aggregation not in ("chunked", "naive"):
-            raise InvalidOptionError(
-                f"operator 'carafe': option 'aggregation' must be 'chunked' or 'naive', got {aggregation!r}"
-            )
         self.up_kernel = up_kernel
         self.up_group = up_group
         self.encoder_kernel = encoder_kernel

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import PositiveInt
 
 Style = Literal["lp", "pl"]
 
@@ -75,12 +76,7 @@ def sample_points(x: Tensor, offset: Tensor, scale: int, groups: int) -> Tensor:
     s, g = scale, groups
     dtype = torch.promote_types(x.dtype, torch.float32)
     # (B, xy, G, i, j, h, w) -> (B*G, h*s, w*s, xy): HR row I*s + i, column J*s + j.
-    off = (
-        offset.to(dtype)
-        .view(b, 2, g, s, s, h, w)
-        .permute(0, 2, 5, 3, 6, 4, 1)
-        .reshape(b * g, h * s, w * s, 2)
-    )
+    off = offset.to(dtype).view(b, 2, g, s, s, h, w).permute(0, 2, 5, 3, 6, 4, 1).reshape(b * g, h * s, w * s, 2)
     cols = (torch.arange(w, dtype=dtype, device=x.device) + 0.5).repeat_interleave(s)
     rows = (torch.arange(h, dtype=dtype, device=x.device) + 0.5).repeat_interleave(s)
     centres = torch.stack(torch.broadcast_tensors(cols.view(1, -1), rows.view(-1, 1)), dim=-1)
@@ -113,14 +109,11 @@ class _DySampleBase(Upsampler):
         *,
         guide_channels: int | None = None,
         style: Style = "lp",
-        groups: int = 4,
+        groups: PositiveInt = 4,
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         name = type(self).info.name
-        if style not in ("lp", "pl"):
-            raise InvalidOptionError(f"operator '{name}': style must be 'lp' or 'pl', got {style!r}")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise InvalidOptionError(f"operator '{name}': groups must be a positive integer, got {groups!r}")
+        check_own_options(self, locals())
         if in_channels % groups:
             raise InvalidOptionError(
                 f"operator '{name}': in_channels={in_channels} is not divisible by groups={groups}"

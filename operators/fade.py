@@ -28,9 +28,9 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import OddPositiveInt
 from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 
 Aggregation = Literal["chunked", "naive"]
@@ -138,21 +138,14 @@ class _FADEBase(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel_size: int = 5,
+        up_kernel_size: OddPositiveInt = 5,
         gating: bool = True,
         aggregation: Aggregation = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         name = type(self).info.name
+        check_own_options(self, locals())
         k = up_kernel_size
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
-            raise InvalidOptionError(
-                f"operator '{name}': option 'up_kernel_size' must be a positive odd integer, got {k!r}"
-            )
-        if aggregation not in ("chunked", "naive"):
-            raise InvalidOptionError(
-                f"operator '{name}': option 'aggregation' must be 'chunked' or 'naive', got {aggregation!r}"
-            )
         cg = self.guide_channels
         self.up_kernel_size = k
         self.gating = bool(gating)

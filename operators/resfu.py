@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import NonNegativeFloat, NonNegativeInt, OddPositiveInt, PositiveFloat, PositiveInt
 
 from ._fns import fns_aggregate, fns_aggregate_naive
 from ._reassembly import reassemble, reassemble_naive
@@ -163,16 +164,6 @@ class PCDCBlock(nn.Module):
         return self.channel_compressor(v)
 
 
-def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed:
-        raise InvalidOptionError(f"operator 'resfu': option '{name}' must be one of {allowed}, got {value!r}")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOptionError(f"operator 'resfu': {name} must be a positive integer, got {value!r}")
-
-
 @register_operator(
     "resfu",
     title="ReSFU",
@@ -250,18 +241,18 @@ class ReSFU(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        groups: int = 4,
-        kernel_size: int = 3,
-        embedding_dim: int = 32,
+        groups: PositiveInt = 4,
+        kernel_size: OddPositiveInt = 3,
+        embedding_dim: PositiveInt = 32,
         y_conv: bool = True,
         qkv_bias: bool = True,
         normx: bool = True,
         normy: bool = True,
-        gn_dim: int = 8,
-        radius: int = 8,
-        eps: float = 1e-3,
-        lr_mult: float = 1.0,
-        gf_scale: int = 2,
+        gn_dim: PositiveInt = 8,
+        radius: NonNegativeInt = 8,
+        eps: PositiveFloat = 1e-3,
+        lr_mult: NonNegativeFloat = 1.0,
+        gf_scale: PositiveInt = 2,
         semantic: bool = True,
         detail: bool = True,
         similarity: Literal["pcdc", "inner_product"] = "pcdc",
@@ -270,11 +261,8 @@ class ReSFU(Upsampler):
         aggregation: Literal["chunked", "naive"] = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
-        self._check_options(groups, kernel_size, embedding_dim, y_conv, gn_dim, radius, eps, gf_scale)
-        _choice("similarity", similarity, ("pcdc", "inner_product"))
-        _choice("neighbours", neighbours, ("fine", "coarse"))
-        _choice("pcdc_order", pcdc_order, ("main", "v1"))
-        _choice("aggregation", aggregation, ("chunked", "naive"))
+        check_own_options(self, locals())
+        self._check_options(groups, embedding_dim, y_conv, gn_dim)
         self.kernel_size = kernel_size
         self.embedding_dim = embedding_dim
         self.lr_mult = float(lr_mult)
@@ -305,31 +293,8 @@ class ReSFU(Upsampler):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def _check_options(
-        self,
-        groups: int,
-        kernel_size: int,
-        embedding_dim: int,
-        y_conv: bool,
-        gn_dim: int,
-        radius: int,
-        eps: float,
-        gf_scale: int,
-    ) -> None:
-        for name, value in (
-            ("groups", groups),
-            ("kernel_size", kernel_size),
-            ("embedding_dim", embedding_dim),
-            ("gn_dim", gn_dim),
-            ("gf_scale", gf_scale),
-        ):
-            _positive_int(name, value)
-        if kernel_size % 2 == 0:
-            raise InvalidOptionError(f"operator 'resfu': kernel_size must be odd, got {kernel_size}")
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-            raise InvalidOptionError(f"operator 'resfu': radius must be an integer >= 0, got {radius!r}")
-        if not eps > 0:
-            raise InvalidOptionError(f"operator 'resfu': eps must be positive, got {eps!r}")
+    def _check_options(self, groups: int, embedding_dim: int, y_conv: bool, gn_dim: int) -> None:
+        """Cross-option checks (each option alone is checked against its annotation)."""
         for name, value in (("groups", groups), ("gn_dim", gn_dim)):
             if embedding_dim % value or PCDC_MID_CHANNELS % value:
                 raise InvalidOptionError(

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import OddPositiveInt, PositiveInt
 from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
 from upbench_operators._window_similarity import window_similarity, window_similarity_naive
 
@@ -52,22 +52,6 @@ _COMMON_NOTES = (
     "Any integer scale: the official kernels take any integer up_factor and require the guide to be "
     "exactly s*h x s*w, as upbench's interface does.",
 )
-
-
-def _check_options(name: str, up_kernel_size: int, aggregation: str, embedding_dim: int | None = None) -> None:
-    """Raise :class:`InvalidOptionError` for option values the operator cannot use."""
-    if isinstance(up_kernel_size, bool) or not isinstance(up_kernel_size, int) or up_kernel_size < 1:
-        raise InvalidOptionError(
-            f"operator '{name}': up_kernel_size must be a positive odd integer, got {up_kernel_size!r}"
-        )
-    if up_kernel_size % 2 != 1:
-        raise InvalidOptionError(f"operator '{name}': up_kernel_size must be odd, got {up_kernel_size}")
-    if embedding_dim is not None and (
-        isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1
-    ):
-        raise InvalidOptionError(f"operator '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}")
-    if aggregation not in ("chunked", "naive"):
-        raise InvalidOptionError(f"operator '{name}': aggregation must be 'chunked' or 'naive', got {aggregation!r}")
 
 
 def group_norm_groups(channels: int, groups: int = 32) -> int:
@@ -154,14 +138,14 @@ class SAPA(_SAPABase):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel_size: int = 5,
-        embedding_dim: int = 32,
+        up_kernel_size: OddPositiveInt = 5,
+        embedding_dim: PositiveInt = 32,
         qkv_bias: bool = True,
         norm: bool = True,
         aggregation: Aggregation = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
-        _check_options("sapa", up_kernel_size, aggregation, embedding_dim)
+        check_own_options(self, locals())
         self._setup(up_kernel_size, aggregation)
         cg = self.guide_channels
         self.embedding_dim = embedding_dim
@@ -219,13 +203,13 @@ class SAPAG(_SAPABase):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel_size: int = 5,
-        embedding_dim: int = 32,
+        up_kernel_size: OddPositiveInt = 5,
+        embedding_dim: PositiveInt = 32,
         qkv_bias: bool = True,
         aggregation: Aggregation = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
-        _check_options("sapa_g", up_kernel_size, aggregation, embedding_dim)
+        check_own_options(self, locals())
         self._setup(up_kernel_size, aggregation)
         cg = self.guide_channels
         self.embedding_dim = embedding_dim
@@ -279,12 +263,12 @@ class SAPAI(_SAPABase):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel_size: int = 5,
+        up_kernel_size: OddPositiveInt = 5,
         norm: bool = True,
         aggregation: Aggregation = "chunked",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
-        _check_options("sapa_i", up_kernel_size, aggregation)
+        check_own_options(self, locals())
         self._setup(up_kernel_size, aggregation)
         self.norm = norm
         cg = self.guide_channels

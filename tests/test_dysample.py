@@ -225,7 +225,7 @@ def test_state_dict_round_trip_strict() -> None:
     ("options", "c", "s", "match"),
     [
         ({"groups": 3}, 8, 2, "not divisible by groups=3"),
-        ({"groups": 0}, 8, 2, "positive integer"),
+        ({"groups": 0}, 8, 2, "groups. = 0 is not valid; it must be an integer >= 1"),
         ({"style": "lpx"}, 8, 2, "style"),
         ({"style": "pl"}, 8, 4, "divisible by scale"),
         ({"dyscope": True}, 8, 2, "unknown option"),

@@ -298,7 +298,7 @@ def test_bad_options_are_rejected(name: str, options: dict, match: str) -> None:
 
 
 def test_bad_aggregation_rejected_by_the_constructor_too() -> None:
-    with pytest.raises(InvalidOptionError, match="'chunked' or 'naive'"):
+    with pytest.raises(InvalidOptionError, match="choose one of 'chunked', 'naive'"):
         FADE(8, 2, aggregation="fast")  # type: ignore[arg-type]
 
 

@@ -321,7 +321,7 @@ def test_sapa_i_aligner_only_when_channels_differ() -> None:
     ("name", "options", "match"),
     [
         ("sapa", {"up_kernel_size": 4}, "odd"),
-        ("sapa_g", {"up_kernel_size": 0}, "positive odd"),
+        ("sapa_g", {"up_kernel_size": 0}, ">= 1 and odd"),
         ("sapa", {"embedding_dim": 0}, "embedding_dim"),
         ("sapa_i", {"aggregation": "fast"}, "aggregation"),
         ("sapa_i", {"embedding_dim": 8}, "unknown option"),

@@ -82,9 +82,9 @@ def test_only_filters(mini) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("train.iterz=3", "unknown key 'iterz' in train; valid keys: .*iters"),
-        ("train.iters=many", "train.iters must be int, got 'many'"),
-        ("seeds=3", "seeds must be a list of int"),
+        ("train.iterz=3", r"unknown key 'iterz' in train \(did you mean 'iters'\?\); valid keys: .*iters"),
+        ("train.iters=many", "train.iters = 'many' is not valid; it must be an integer >= 1"),
+        ("seeds=3", r"seeds = 3 is not valid; it must be a list of \(an integer >= 0\)"),
         ("eval.mode=sliding", "eval.mode = 'sliding' is not valid; choose one of 'whole', 'slide'"),
         ("suite.kind=nothing", "suite.kind = 'nothing' is not valid"),
         ("architectures.0.scales=[3]", "plain architecture supports 4, 8 and 16"),

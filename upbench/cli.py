@@ -122,7 +122,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """List the cells of a suite after overrides and filters."""
     from upbench.suite import load_suite
 
-    suite = load_suite(args.suite, overrides=args.set, only=args.only)
+    suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu")
     cells = suite.cells()
     rows = [[c.cell_id, *c.label_fields()] for c in cells]
     print(f"suite '{suite.name}': {len(cells)} cell(s)")
@@ -133,11 +133,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite (resuming an interrupted run in the same output folder)."""
-    from upbench.runner import run_suite
+    from upbench.runner import resolve_device, run_suite
     from upbench.suite import load_suite
 
-    suite = load_suite(args.suite, overrides=args.set, only=args.only)
-    summary = run_suite(suite, out_dir=args.out, device=args.device, progress=not args.no_progress)
+    device = resolve_device(args.device)
+    suite = load_suite(args.suite, overrides=args.set, only=args.only, device=device)
+    summary = run_suite(suite, out_dir=args.out, device=device, progress=not args.no_progress)
     print(summary.describe())
     if not args.no_report and summary.results_path.exists():
         from upbench.reporting import write_report
@@ -193,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="FILTER",
-            help="keep cells matching FIELD=GLOB (e.g. operator=resfu, scale=4) or a cell id prefix",
+            help="keep cells matching FIELD=GLOB (e.g. operator=resfu, scale=4; a comma list "
+            "operator=resfu,sapa keeps any of them) or a cell id prefix; repeated filters must all match",
         )
 
     p = sub.add_parser("plan", help="list the cells a suite would run", description=cmd_plan.__doc__)
@@ -220,8 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UpbenchError as err:
-        print(f"upbench: error: {err}", file=sys.stderr)
+    except UpbenchError as err:  # one line per problem (a suite can have several)
+        for line in str(err).splitlines() or [type(err).__name__]:
+            print(f"upbench: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("upbench: interrupted; finished cells are saved, run the same command again to resume", file=sys.stderr)

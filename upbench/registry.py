@@ -15,7 +15,6 @@ import importlib
 import importlib.util
 import inspect
 import sys
-import types
 import typing
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 
 from upbench.errors import InvalidOptionError, UnknownOperatorError, UpbenchError
 from upbench.upsampler import OperatorInfo, Upsampler, check_scale
+from upbench.validation import raise_if, validate
 
 ENTRY_POINT_GROUP = "upbench.operators"
 BUILTIN_PACKAGE = "upbench_operators"
@@ -34,6 +34,7 @@ _operators: dict[str, type[Upsampler]] = {}
 _aliases: dict[str, str] = {}
 _origin = "builtin"
 _loaded = False
+_load_error: str | None = None
 
 U = TypeVar("U", bound=type[Upsampler])
 
@@ -173,12 +174,34 @@ def load_plugins() -> list[str]:
 
 
 def _ensure_loaded() -> None:
-    global _loaded
+    """Import the built-in operators and plugins once; a failing built-in module fails every lookup."""
+    global _loaded, _load_error
+    if _load_error is not None:
+        raise UpbenchError(_load_error)
     if _loaded:
         return
+    try:
+        _import_builtins()
+    except Exception as exc:  # never run on with a partial registry
+        module = getattr(exc, "_upbench_module", None) or _failing_module(exc)
+        _load_error = (
+            f"the built-in operators could not be loaded: module {module} failed with {type(exc).__name__}: {exc}"
+        )
+        raise UpbenchError(_load_error) from exc
     _loaded = True
-    _import_builtins()
     load_plugins()
+
+
+def _failing_module(exc: BaseException) -> str:
+    """The innermost ``upbench_operators`` module in the traceback of ``exc`` (or the package)."""
+    found = BUILTIN_PACKAGE
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "")
+        if name.startswith(BUILTIN_PACKAGE):
+            found = name
+        tb = tb.tb_next
+    return found
 
 
 def get_operator(name: str) -> type[Upsampler]:
@@ -209,28 +232,6 @@ def list_operators(pattern: str = "*", *, guided: bool | None = None) -> list[st
     return names
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Light run-time check of an option value against its annotation (unknown types pass)."""
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation in (bool, str):
-        return isinstance(value, annotation)
-    if origin in (tuple, list):
-        return isinstance(value, (tuple, list))
-    return True
-
-
 def check_options(cls: type[Upsampler], options: dict[str, Any]) -> None:
     """Reject unknown options and values of the wrong type, naming the valid ones."""
     info = cls.info
@@ -243,16 +244,22 @@ def check_options(cls: type[Upsampler], options: dict[str, Any]) -> None:
             f"{', '.join(repr(u) for u in unknown)}; accepted: {accepted}"
         )
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(cls.__init__, include_extras=True)
     except Exception:  # unresolvable annotations: skip type checks
         hints = {}
+    problems: list[str] = []
     for key, value in options.items():
-        annotation = hints.get(key, inspect.Parameter.empty)
-        if not _type_ok(value, annotation):
-            shown = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-            raise InvalidOptionError(
-                f"operator '{info.name}': option '{key}' must be {shown}, got {value!r} ({type(value).__name__})"
-            )
+        validate(value, hints.get(key, Any), f"operator '{info.name}': option '{key}'", problems)
+    raise_if(problems, InvalidOptionError)
+
+
+def check_own_options(op: Upsampler, values: dict[str, Any]) -> None:
+    """Check an operator's option values against its constructor annotations (call in ``__init__``
+    as ``check_own_options(self, locals())``), so direct construction is validated like
+    :func:`create_operator`."""
+    cls = type(op)
+    names = _constructor_options(cls)
+    check_options(cls, {k: values[k] for k in names if k in values})
 
 
 def create_operator(

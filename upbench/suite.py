@@ -21,18 +21,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
 import tomllib
 
-from upbench.errors import ConfigError
+from upbench import validation
+from upbench.errors import ConfigError, UpbenchError
+from upbench.validation import Bounds, NonNegativeInt, PositiveInt
 
 SUITE_PACKAGE = "upbench_suites"
 ARCHITECTURES = ("hierarchical", "plain")
 PROTOCOLS = ("jump", "cascade")
 #: Largest single-step ratio of each hierarchical protocol (recorded as the cell's ``scale``).
 PROTOCOL_SCALE = {"jump": 8, "cascade": 2}
+#: Version of the measurement protocol, part of every cell id: bump it when a change of code
+#: (not of settings) makes earlier results incomparable, so that old cells are reported as stale.
+PROTOCOL_VERSION = 2
 
 
 # --------------------------------------------------------------------------- typed sections
@@ -51,7 +55,7 @@ class ArchitectureSpec:
 
     name: Literal["hierarchical", "plain"] = "plain"
     preset: str = "tiny"
-    scales: list[int] = field(default_factory=lambda: [4])
+    scales: list[PositiveInt] = field(default_factory=lambda: [4])
     protocols: list[str] = field(default_factory=lambda: ["jump"])
 
 
@@ -79,9 +83,9 @@ class EvalSpec:
     """``[eval]``: inference mode and sliding-window geometry."""
 
     mode: Literal["whole", "slide"] = "whole"
-    crop_size: int = 512
-    stride: int = 341
-    batch_size: int = 1
+    crop_size: PositiveInt = 512
+    stride: PositiveInt = 341
+    batch_size: PositiveInt = 1
 
 
 @dataclass
@@ -90,25 +94,25 @@ class ProfileSpec:
 
     enabled: bool = True
     latency: bool = True
-    warmup: int = 2
-    iters: int = 5
-    image_size: int = 0  # 0: the evaluation crop/size of the dataset
+    warmup: NonNegativeInt = 2
+    iters: PositiveInt = 5
+    image_size: NonNegativeInt = 0  # 0: the evaluation crop/size of the dataset
 
 
 @dataclass
 class OpsSpec:
     """``[ops]``: the operator-profiling grid (``kind = "ops"``)."""
 
-    scales: list[int] = field(default_factory=lambda: [2, 4, 8, 16])
+    scales: list[Annotated[int, Bounds(ge=2)]] = field(default_factory=lambda: [2, 4, 8, 16])
     # each size: [batch, in_channels, lr_height, lr_width, guide_channels]
-    sizes: list[list[int]] = field(default_factory=lambda: [[1, 64, 16, 16, 64]])
+    sizes: list[list[PositiveInt]] = field(default_factory=lambda: [[1, 64, 16, 16, 64]])
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    warmup: int = 2
-    iters: int = 5
-    modes: list[str] = field(default_factory=lambda: ["forward", "forward_backward"])
+    warmup: NonNegativeInt = 2
+    iters: PositiveInt = 5
+    modes: list[Literal["forward", "forward_backward"]] = field(default_factory=lambda: ["forward", "forward_backward"])
     # explicit settings at their own scale: [batch, in_channels, lr_height, lr_width, guide_channels, scale]
-    settings: list[list[int]] = field(default_factory=list)
-    gpu_settings: list[list[int]] = field(default_factory=list)  # added when running on a GPU
+    settings: list[list[PositiveInt]] = field(default_factory=list)
+    gpu_settings: list[list[PositiveInt]] = field(default_factory=list)  # added when running on a GPU
 
 
 @dataclass
@@ -121,7 +125,7 @@ class SuiteConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: list[VariantSpec] = field(default_factory=list)
     architectures: list[ArchitectureSpec] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0])
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     train: dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
@@ -130,144 +134,114 @@ class SuiteConfig:
 
 
 # --------------------------------------------------------------------------- validation
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in get_args(tp))
-    if origin is list:
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    if origin is dict:
-        return "a table"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (and build nested dataclasses)."""
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {value!r}")
-        return _build(tp, value, where)
-    if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{where} = {value!r} is not valid; choose one of {', '.join(map(repr, get_args(tp)))}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
-        (item,) = get_args(tp)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return list(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown key '{unknown[0]}' in {where or 'the suite'}; valid keys: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _simple_hint(tp: Any) -> Any:
-    """``X | None`` -> ``X`` (a suite cannot write None); other annotations unchanged."""
-    args = [a for a in get_args(tp) if a is not type(None)]
-    if get_origin(tp) in (Union, UnionType) and len(args) == 1:
-        return args[0]
-    if get_origin(tp) in (Union, UnionType):
-        return Any
-    return tp
-
-
-def _check_semantics(cfg: SuiteConfig) -> None:
-    """Cross-field checks that types alone cannot express."""
+def _semantic_problems(cfg: SuiteConfig) -> list[str]:
+    """Cross-field checks that types alone cannot express (one line per problem)."""
+    out: list[str] = []
     if not cfg.suite.name:
-        raise ConfigError('suite.name is missing: every suite needs [suite] name = "..."')
+        out.append('suite.name is missing: every suite needs [suite] name = "..."')
     if cfg.suite.kind == "train" and not cfg.architectures:
-        raise ConfigError("a train suite needs at least one [[architectures]] entry")
+        out.append("a train suite needs at least one [[architectures]] entry")
     for i, arch in enumerate(cfg.architectures):
         where = f"architectures[{i}]"
         if arch.name == "plain":
             bad = [s for s in arch.scales if s not in (4, 8, 16)]
             if bad or not arch.scales:
-                raise ConfigError(f"{where}.scales = {arch.scales}: the plain architecture supports 4, 8 and 16")
+                out.append(f"{where}.scales = {arch.scales}: the plain architecture supports 4, 8 and 16")
         else:
             bad = [p for p in arch.protocols if p not in PROTOCOLS]
             if bad or not arch.protocols:
-                raise ConfigError(f"{where}.protocols = {arch.protocols}: choose from {', '.join(PROTOCOLS)}")
-    for s in cfg.ops.scales:
-        if s < 2:
-            raise ConfigError(f"ops.scales: {s} is not an integer scale >= 2")
+                out.append(f"{where}.protocols = {arch.protocols}: choose from {', '.join(PROTOCOLS)}")
     for size in cfg.ops.sizes:
-        if len(size) != 5 or any(v < 1 for v in size):
-            raise ConfigError(
-                f"ops size {size} must be [batch, in_channels, lr_height, lr_width, guide_channels], all >= 1"
-            )
+        if len(size) != 5:
+            out.append(f"ops size {size} must be [batch, in_channels, lr_height, lr_width, guide_channels], all >= 1")
     for setting in [*cfg.ops.settings, *cfg.ops.gpu_settings]:
-        if len(setting) != 6 or any(v < 1 for v in setting) or setting[5] < 2:
-            raise ConfigError(
+        if len(setting) != 6 or setting[5] < 2:
+            out.append(
                 f"ops setting {setting} must be [batch, in_channels, lr_height, lr_width, guide_channels, scale], "
                 "all >= 1 and scale >= 2"
             )
-    for m in cfg.ops.modes:
-        if m not in ("forward", "forward_backward"):
-            raise ConfigError(f"ops.modes: {m!r} is not valid; choose from 'forward', 'forward_backward'")
     if not cfg.seeds:
-        raise ConfigError("seeds must list at least one seed")
-    if cfg.train:
-        from upbench.training import TrainConfig
+        out.append("seeds must list at least one seed")
+    repeated = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    if repeated:
+        out.append(f"seeds = {cfg.seeds} repeats {', '.join(map(str, repeated))}: each seed may appear once")
+    out += _train_problems(cfg)
+    if cfg.suite.kind == "train":
+        out += _dataset_problems(cfg.dataset)
+    out += _operator_problems(cfg)
+    return out
 
-        valid = [f.name for f in dataclasses.fields(TrainConfig)]
-        unknown = sorted(set(cfg.train) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown key '{unknown[0]}' in train; valid keys: {', '.join(valid)}")
-        hints = get_type_hints(TrainConfig)
-        cfg.train = {k: _coerce(v, _simple_hint(hints[k]), f"train.{k}") for k, v in cfg.train.items()}
-    from upbench.errors import UnknownOperatorError
-    from upbench.registry import get_operator
 
+def _train_problems(cfg: SuiteConfig) -> list[str]:
+    """Unknown ``[train]`` keys and values that :class:`TrainConfig` rejects; coerces ``cfg.train``."""
+    from upbench.training import TrainConfig
+
+    types_ = validation.field_types(TrainConfig)
+    out = validation.unknown_keys(cfg.train, list(types_), "train")
+    known = {k: v for k, v in cfg.train.items() if k in types_}
+    coerced = {k: validation.validate(v, types_[k], f"train.{k}", out) for k, v in known.items()}
+    if not out:
+        cfg.train = coerced
+    return out
+
+
+def _dataset_problems(ds: DatasetSpec) -> list[str]:
+    """Unknown dataset, missing or unexpected root, unknown dataset options."""
+    from upbench.data import dataset_info
+
+    try:
+        info = dataset_info(ds.name)
+    except ConfigError as err:
+        return [f"dataset.name: {err}"]
+    out = []
+    if ds.root and not info.needs_root:
+        out.append(f"dataset.root = {ds.root!r}: dataset '{ds.name}' is generated and takes no root")
+    for split in ("train", "val"):
+        out += validation.unknown_keys(getattr(ds, split), list(info.options), f"dataset.{split}")
+    return out
+
+
+def _operator_problems(cfg: SuiteConfig) -> list[str]:
+    """Unknown operators, bad options, variant labels that are taken, exclude patterns that match nothing."""
+    from upbench.errors import InvalidOptionError, UnknownOperatorError
+    from upbench.registry import check_options, get_operator, list_operators
+
+    out: list[str] = []
     for where, names in (
         ("operators", cfg.operators),
         ("options", list(cfg.options)),
         ("variants", [v.operator for v in cfg.variants]),
     ):
         for name in names:
-            if not any(ch in name for ch in "*?["):
+            if name and not any(ch in name for ch in "*?["):
                 try:
                     get_operator(name)
                 except UnknownOperatorError as err:
-                    raise ConfigError(f"{where}: {err}") from None
-    for op_name, opts in cfg.options.items():
-        _check_operator_options(get_operator(op_name).info.name, opts, f"options.{op_name}")
+                    out.append(f"{where}: {err}")
+    checks = [(op, opts, f"options.{op}") for op, opts in cfg.options.items()]
+    checks += [(v.operator, v.options, f"variants '{v.name}'") for v in cfg.variants]
+    for op, opts, where in checks:
+        try:
+            check_options(get_operator(op), opts)
+        except InvalidOptionError as err:
+            out += [f"{where}: {line}" for line in str(err).splitlines()]
+        except UnknownOperatorError:
+            pass  # reported above
+    taken = set(list_operators())
+    labels: list[str] = []
     for v in cfg.variants:
         if not v.name or not v.operator:
-            raise ConfigError("every [[variants]] entry needs name and operator")
-        _check_operator_options(get_operator(v.operator).info.name, v.options, f"variants '{v.name}'")
-
-
-def _check_operator_options(name: str, options: dict[str, Any], where: str) -> None:
-    from upbench.errors import InvalidOptionError
-    from upbench.registry import check_options, get_operator
-
-    try:
-        check_options(get_operator(name), options)
-    except InvalidOptionError as err:
-        raise ConfigError(f"{where}: {err}") from None
+            out.append("every [[variants]] entry needs name and operator")
+        elif v.name in taken:
+            out.append(f"variants: label '{v.name}' is the name of an operator; choose another label")
+        elif v.name in labels:
+            out.append(f"variants: label '{v.name}' is used twice")
+        labels.append(v.name)
+    included = [n for p in cfg.operators for n in list_operators(p)]
+    for pattern in cfg.exclude_operators:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in included):
+            out.append(f"exclude_operators: pattern '{pattern}' matches none of the suite's operators")
+    return out
 
 
 # --------------------------------------------------------------------------- overrides
@@ -327,24 +301,51 @@ class Cell:
         size = "x".join(str(v) for v in c["size"]) if c.get("size") else str(c.get("image_size", ""))
         return [c["label"], c["architecture"], c["protocol"], c["preset"], str(c["scale"]), str(c["seed"]), size]
 
+    def filter_values(self) -> dict[str, str]:
+        """The fields ``--only FIELD=GLOB`` can filter on, as text."""
+        values = dict(zip(self.LABELS, self.label_fields()))
+        values.update(
+            label=self.config["label"], dataset=self.config.get("dataset", {}).get("name", ""), kind=self.kind
+        )
+        return values
+
     def matches(self, filters: Sequence[str]) -> bool:
-        """True if every ``FIELD=GLOB`` filter matches (or a filter is a prefix of the id)."""
+        """True if every filter matches: ``FIELD=GLOB[,GLOB...]`` (a comma list means any of them) or
+        a prefix of the cell id."""
         for f in filters:
             if "=" not in f:
-                if not self.cell_id.startswith(f):
+                if not self.cell_id.startswith(f.strip()):
                     return False
                 continue
-            key, pattern = f.split("=", 1)
-            key = key.strip()
-            values = dict(zip(self.LABELS, self.label_fields()))
-            values.update(
-                label=self.config["label"], dataset=self.config.get("dataset", {}).get("name", ""), kind=self.kind
-            )
+            key, patterns = (part.strip() for part in f.split("=", 1))
+            values = self.filter_values()
             if key not in values:
                 raise ConfigError(f"--only {f}: unknown field '{key}'; valid: {', '.join(sorted(values))}")
-            if not fnmatch.fnmatchcase(values[key], pattern.strip()):
+            if not any(fnmatch.fnmatchcase(values[key], p.strip()) for p in patterns.split(",")):
                 return False
         return True
+
+
+def filter_problems(cells: Sequence[Cell], filters: Sequence[str]) -> list[str]:
+    """One line per ``--only`` filter on an unknown field or matching no cell, or if none is left."""
+    out = []
+    for f in filters:
+        try:
+            if cells and not any(c.matches([f]) for c in cells):
+                out.append(f"--only {f} matches none of the suite's {len(cells)} cells")
+        except ConfigError as err:
+            out.append(str(err))
+    if not out and filters and cells and not any(c.matches(filters) for c in cells):
+        out.append(f"--only {' --only '.join(filters)}: no cell matches all these filters together")
+    return out
+
+
+def _resolved_dataset(ds: DatasetSpec) -> dict[str, Any]:
+    """The dataset section with every builder option filled in with its default."""
+    from upbench.data import dataset_info
+
+    options = dataset_info(ds.name).options
+    return {"name": ds.name, "root": ds.root, "train": {**options, **ds.train}, "val": {**options, **ds.val}}
 
 
 def cell_id_of(config: dict[str, Any]) -> str:
@@ -383,7 +384,11 @@ class Suite:
         return entries
 
     def cells(self, device: str = "cpu") -> list[Cell]:
-        """All cells of the suite (after ``--only`` filters), in a stable order."""
+        """The cells of the suite after ``--only`` filters, in a stable order."""
+        return [c for c in self.all_cells(device) if c.matches(self.only)]
+
+    def all_cells(self, device: str = "cpu") -> list[Cell]:
+        """All cells of the suite (no ``--only`` filter), in a stable order."""
         cfg = self.config
         cells: list[Cell] = []
         for label, op, options in self.operator_entries():
@@ -418,7 +423,26 @@ class Suite:
                                 device=device,
                             )
                         )
-        return [c for c in cells if c.matches(self.only)]
+        return cells
+
+    def problems(self, device: str = "cpu") -> list[str]:
+        """What would fail once cells run, checked now: ``--only`` filters, datasets that cannot be
+        built, operator configurations that the operator (or model) rejects. One line each."""
+        try:
+            cells = self.all_cells(device)
+        except UpbenchError as err:
+            return [str(err)]
+        out = filter_problems(cells, self.only)
+        selected = [c for c in cells if not out and c.matches(self.only)] or cells
+        if self.config.suite.kind == "train":
+            out += _build_problems(self.config.dataset)
+        seen: set[str] = set()
+        for cell in selected:
+            key = json.dumps(_build_key(cell), sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                out += _operator_build_problems(cell)
+        return list(dict.fromkeys(out))
 
     def _cell(
         self,
@@ -435,12 +459,17 @@ class Suite:
         device: str,
         size: list[int] | None = None,
     ) -> Cell:
+        from upbench.registry import get_operator
+
         cfg = self.config
+        defaults = get_operator(op).info.options
         config: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
             "kind": kind,
             "label": label,
             "operator": op,
-            "options": options,
+            "options": {k: v for k, v in options.items() if defaults.get(k, object()) != v},
+            "resolved_options": {**defaults, **options},
             "architecture": architecture,
             "protocol": protocol,
             "preset": preset,
@@ -452,13 +481,69 @@ class Suite:
             skip = ("sizes", "settings", "gpu_settings", "scales")
             config.update(size=size, ops={k: v for k, v in dataclasses.asdict(cfg.ops).items() if k not in skip})
         else:
+            from upbench.metrics import MetricOptions
+            from upbench.training import TrainConfig
+
             config.update(
-                dataset=dataclasses.asdict(cfg.dataset),
-                train=dict(cfg.train),
+                dataset=_resolved_dataset(cfg.dataset),
+                train=TrainConfig(**{**cfg.train, "seed": seed}).to_dict(),
                 eval=dataclasses.asdict(cfg.eval),
+                metrics=dataclasses.asdict(MetricOptions()),
                 profile=dataclasses.asdict(cfg.profile),
             )
         return Cell(cell_id_of(config), kind, config)
+
+
+def _build_problems(ds: DatasetSpec) -> list[str]:
+    """A missing root, then both splits built once (cheap: file lists or generators)."""
+    from upbench.data import build_dataset, dataset_info
+
+    if dataset_info(ds.name).needs_root and not ds.root:
+        return [f"dataset.root is missing: dataset '{ds.name}' needs its folder (--set dataset.root=...)"]
+    if ds.root and not Path(ds.root).exists():
+        return [f"dataset.root = {ds.root!r} does not exist"]
+    out = []
+    for split in ("train", "val"):
+        try:
+            build_dataset(ds.name, split=split, root=ds.root or None, **getattr(ds, split))
+        except Exception as exc:  # any failure here would fail every cell later
+            out.append(f"dataset '{ds.name}' ({split} split, dataset.{split}): {_one_line(exc)}")
+    return out
+
+
+def _build_key(cell: Cell) -> dict[str, Any]:
+    keep = ("operator", "resolved_options", "architecture", "protocol", "preset", "scale", "size")
+    return {k: cell.config.get(k) for k in keep}
+
+
+def _operator_build_problems(cell: Cell) -> list[str]:
+    """Build the cell's operator (ops) or model (train) on the meta device; a rejection is a problem."""
+    import torch
+
+    c = cell.config
+    where = f"operator '{c['label']}' ({c['architecture']}, {c['protocol']}, x{c['scale']})"
+    try:
+        with torch.device("meta"):
+            if cell.kind == "ops":
+                from upbench.registry import create_operator, operator_info
+
+                b, ch, h, w, g = c["size"]
+                if not operator_info(c["operator"]).supports_scale(c["scale"]):
+                    return []  # profiled as a 'skipped' row, by design
+                create_operator(c["operator"], ch, c["scale"], g, **c["options"])
+            else:
+                from upbench.data import dataset_info
+                from upbench.runner import build_cell_model
+
+                build_cell_model(c, dataset_info(c["dataset"]["name"]).num_classes)
+    except Exception as exc:  # the same error would fail the cell when it runs
+        return [f"{where}: {_one_line(exc)}"]
+    return []
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{text}" if isinstance(exc, UpbenchError) else f"{type(exc).__name__}: {text}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -496,22 +581,38 @@ def _read_suite_text(name_or_path: str | Path) -> tuple[str, str]:
 
 
 def parse_suite(data: dict[str, Any], source: str = "<dict>") -> SuiteConfig:
-    """Validate a suite given as nested dicts (as read from TOML)."""
-    cfg = _build(SuiteConfig, data, "")
-    _check_semantics(cfg)
+    """Validate a suite given as nested dicts (as read from TOML); all problems in one ConfigError."""
+    problems: list[str] = []
+    cfg = validation.build(SuiteConfig, data, "", problems)
+    problems += _semantic_problems(cfg)
+    validation.raise_if(list(dict.fromkeys(problems)), ConfigError)
     return cfg
 
 
-def load_suite(name_or_path: str | Path, overrides: Iterable[str] = (), only: Iterable[str] = ()) -> Suite:
-    """Load a shipped suite by name or a user's TOML file, apply ``--set`` overrides and validate."""
+def load_suite(
+    name_or_path: str | Path, overrides: Iterable[str] = (), only: Iterable[str] = (), *, device: str | None = None
+) -> Suite:
+    """Load a shipped suite by name or a user's TOML file, apply ``--set`` overrides and validate.
+
+    With ``device``, also run the checks of :meth:`Suite.problems` (datasets built, every distinct
+    operator configuration built on the meta device, ``--only`` filters), so that ``plan`` and
+    ``run`` list every problem before any cell runs. Problems raise one :class:`ConfigError` with
+    one line each.
+    """
     text, source = _read_suite_text(name_or_path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"suite file {source} is not valid TOML: {err}") from None
     data = apply_overrides(data, overrides)
-    cfg = parse_suite(data, source)
-    return Suite(cfg, data, source, list(only))
+    problems: list[str] = []
+    cfg = validation.build(SuiteConfig, data, "", problems)
+    problems += _semantic_problems(cfg)
+    suite = Suite(cfg, data, source, list(only))
+    if device is not None and not problems:  # the cell-level checks need a valid configuration
+        problems += suite.problems(device)
+    validation.raise_if(list(dict.fromkeys(problems)), ConfigError)
+    return suite
 
 
 def dump_toml(data: dict[str, Any]) -> str:

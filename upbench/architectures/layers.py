@@ -27,4 +27,4 @@ class DropPath(nn.Module):
 def drop_path_rates(total: float, depths: tuple[int, ...] | list[int]) -> list[float]:
     """Linearly increasing stochastic-depth rates over all blocks (0 for the first)."""
     n = sum(depths)
-    return [float(r) for r in torch.linspace(0, total, n)] if n else []
+    return [float(r) for r in torch.linspace(0, total, n, device="cpu")] if n else []  # also under a meta device

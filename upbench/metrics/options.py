@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
 from upbench.errors import InvalidOptionError
+from upbench.validation import NonNegativeFloat, PositiveInt, check_fields, raise_if
 
 
 @dataclass(frozen=True)
@@ -24,23 +24,14 @@ class MetricOptions:
         boundary: compute BF and Boundary IoU at all; ``False`` reports them as NaN (faster).
     """
 
-    bf_tolerance: float = 0.0075
-    bf_tolerance_px: float | None = None
-    biou_dilation_ratio: float = 0.02
-    biou_fixed_px: int = 3
+    bf_tolerance: NonNegativeFloat = 0.0075
+    bf_tolerance_px: NonNegativeFloat | None = None
+    biou_dilation_ratio: NonNegativeFloat = 0.02
+    biou_fixed_px: PositiveInt = 3
     boundary: bool = True
 
     def __post_init__(self) -> None:
-        _check_nonnegative("bf_tolerance", self.bf_tolerance)
-        if self.bf_tolerance_px is not None:
-            _check_nonnegative("bf_tolerance_px", self.bf_tolerance_px)
-        _check_nonnegative("biou_dilation_ratio", self.biou_dilation_ratio)
-        if isinstance(self.biou_fixed_px, bool) or not isinstance(self.biou_fixed_px, int):
-            raise InvalidOptionError(f"biou_fixed_px must be an int >= 1, got {self.biou_fixed_px!r}")
-        if self.biou_fixed_px < 1:
-            raise InvalidOptionError(f"biou_fixed_px must be >= 1, got {self.biou_fixed_px}")
-        if not isinstance(self.boundary, bool):
-            raise InvalidOptionError(f"boundary must be True or False, got {self.boundary!r}")
+        raise_if(check_fields(self, ""), InvalidOptionError)
         # plain floats, so that options compare, hash and serialise the same whatever their source
         object.__setattr__(self, "bf_tolerance", float(self.bf_tolerance))
         object.__setattr__(self, "biou_dilation_ratio", float(self.biou_dilation_ratio))
@@ -67,8 +58,3 @@ def parse_options(options: dict[str, Any]) -> MetricOptions:
             f"unknown metric option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
         )
     return MetricOptions(**options)
-
-
-def _check_nonnegative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")

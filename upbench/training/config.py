@@ -5,9 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from upbench.errors import ConfigError
+import torch
 
-OPTIMIZERS = ("adamw", "sgd")
+from upbench.errors import ConfigError
+from upbench.validation import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    check_fields,
+    raise_if,
+)
+
 #: Fields that do not change the trajectory of a run (may differ between a run and its resume).
 RESUME_FREE_FIELDS = ("checkpoint_every", "num_workers", "log_every", "find_unused_parameters")
 
@@ -39,44 +49,32 @@ class TrainConfig:
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 6e-5
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.999)
-    iters: int = 1000
-    batch_size: int = 8
-    warmup_iters: int = 0
-    warmup_ratio: float = 1e-6
-    poly_power: float = 1.0
-    min_lr: float = 0.0
-    grad_clip: float = 0.0
-    seed: int = 0
+    lr: PositiveFloat = 6e-5
+    weight_decay: NonNegativeFloat = 0.01
+    momentum: NonNegativeFloat = 0.9
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    iters: PositiveInt = 1000
+    batch_size: PositiveInt = 8
+    warmup_iters: NonNegativeInt = 0
+    warmup_ratio: Fraction = 1e-6
+    poly_power: NonNegativeFloat = 1.0
+    min_lr: NonNegativeFloat = 0.0
+    grad_clip: NonNegativeFloat = 0.0
+    seed: NonNegativeInt = 0
     deterministic: bool = False
     amp: bool = False
-    checkpoint_every: int = 0
-    num_workers: int = 0
-    log_every: int = 1
+    checkpoint_every: NonNegativeInt = 0
+    num_workers: NonNegativeInt = 0
+    log_every: PositiveInt = 1
     find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"train.optimizer '{self.optimizer}' is unknown; choose from {', '.join(OPTIMIZERS)}"
-            )
-        positive = {"iters": self.iters, "batch_size": self.batch_size, "log_every": self.log_every}
-        for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_iters", "checkpoint_every", "num_workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
-        for name in ("lr", "weight_decay", "momentum", "min_lr", "grad_clip", "poly_power"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ConfigError(f"train.warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
+        raise_if(check_fields(self, "train"), ConfigError)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def compute_dtype(self, device: str | torch.device) -> str:
+        """The dtype the forward pass runs in on ``device``: float16 under AMP on CUDA, else float32."""
+        return "float16" if self.amp and torch.device(device).type == "cuda" else "float32"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (stored in checkpoints)."""

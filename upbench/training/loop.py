@@ -102,7 +102,7 @@ def train(
     core = unwrap(model)
     device = next(core.parameters()).device
     rank, world = rank_and_world()
-    use_amp = config.amp and device.type == "cuda"
+    use_amp = config.compute_dtype(device) == "float16"
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     seed_everything(config.seed + rank)
