@@ -1,10 +1,17 @@
 """The results store: ``results.jsonl`` (source of truth) and its Parquet/CSV exports.
 
 Each line is one tidy row: one measurement of one cell (see ``docs/architecture.md`` for the
-columns). A cell's rows are appended in one write, followed by its ``cell`` row (metric
-``cell``, the wall time of the cell, and the cell's final status), so a cell without a ``cell``
-row was interrupted and is run again. A run that crashed mid-write leaves at most one truncated
-last line, which readers skip with a warning.
+columns). Crash safety:
+
+* a cell's rows are first written, atomically, to its own file ``cells/<id>/rows.jsonl`` (by
+  whichever process ran it); the driver then *merges* them into ``results.jsonl`` in one append,
+  the cell's ``cell`` row last (metric ``cell``: wall time, final status, and ``cell_rows``, the
+  number of rows of that attempt). A cell counts as finished only when all ``cell_rows`` rows of
+  one attempt are in ``results.jsonl``; a rows file not (completely) merged is merged again;
+* before appending, a torn last line (a crash mid-write) is moved to ``results.jsonl.corrupt``
+  with a warning, so that no row is ever glued to it;
+* every line is checked against the row schema when read; a bad line is reported with its line
+  number and ignored (so its cell is incomplete and runs again).
 """
 
 from __future__ import annotations
@@ -73,18 +80,120 @@ def _clean(value: Any) -> Any:
     return value
 
 
+CORRUPT_SUFFIX = ".corrupt"
+CELL_ROWS_FILE = "rows.jsonl"
+#: Required columns of a row and a check of their values.
+SCHEMA: dict[str, Any] = {
+    "cell_id": lambda v: isinstance(v, str) and bool(v),
+    "attempt": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "metric": lambda v: isinstance(v, str) and bool(v),
+    "value": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+    "unit": lambda v: isinstance(v, str),
+    "statistic": lambda v: isinstance(v, str),
+    "status": lambda v: v in STATUSES,
+}
+
+
+def row_problem(row: Any) -> str:
+    """Empty if ``row`` satisfies :data:`SCHEMA`, else what is wrong with it."""
+    if not isinstance(row, dict):
+        return f"a row must be a JSON object, got {type(row).__name__}"
+    bad = [k for k, ok in SCHEMA.items() if k not in row or not ok(row[k])]
+    return f"missing or invalid column(s) {', '.join(bad)}" if bad else ""
+
+
+def _dumps(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps({k: _clean(v) for k, v in row.items()}, sort_keys=False) + "\n" for row in rows)
+
+
+def repair_tail(path: Path) -> None:
+    """Move a torn last line of ``path`` (no final newline) into ``path.corrupt``, with a warning."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        corrupt = path.with_name(path.name + CORRUPT_SUFFIX)
+        with open(corrupt, "ab") as out:
+            out.write(data[cut:] + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    warnings.warn(
+        f"{path}: the last line was torn by an interrupted write; moved to {corrupt} ({len(data) - cut} bytes)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def append_rows(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Append ``rows`` to ``run_dir/results.jsonl`` in one write and flush it to disk."""
-    text = "".join(json.dumps({k: _clean(v) for k, v in row.items()}, sort_keys=False) + "\n" for row in rows)
+    """Append ``rows`` to ``run_dir/results.jsonl`` in one write and flush it to disk (after
+    moving a torn last line aside)."""
     path = Path(run_dir) / RESULTS_FILE
+    repair_tail(path)
+    text = _dumps(rows)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 
 
+def write_cell_rows(cell_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write a cell's rows to ``cell_dir/rows.jsonl`` atomically (temporary file, fsync, rename);
+    the last row must be its ``cell`` row, which gets ``cell_rows`` (the number of rows)."""
+    if not rows or rows[-1].get("metric") != CELL_METRIC:
+        raise ValueError("a cell's rows must end with its 'cell' row")
+    rows = [*rows[:-1], {**rows[-1], "cell_rows": len(rows)}]
+    path = Path(cell_dir) / CELL_ROWS_FILE
+    tmp = path.with_name(f".{CELL_ROWS_FILE}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(_dumps(rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _same_cell_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    skip = ("attempt",)
+    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+
+
+def merge_cell_rows(run_dir: Path, cell_ids: Iterable[str], existing: list[dict[str, Any]] | None = None) -> list[str]:
+    """Append the rows file of each cell in ``cell_ids`` (in that order) that is not yet completely
+    in ``results.jsonl``; returns the ids merged. Each merge is a new attempt number."""
+    run_dir = Path(run_dir)
+    rows = read_rows(run_dir) if existing is None else existing
+    complete = _complete_attempts(rows)
+    latest_attempt: dict[str, int] = {}
+    for r in rows:
+        latest_attempt[r["cell_id"]] = max(latest_attempt.get(r["cell_id"], 0), r["attempt"])
+    merged = []
+    for cell_id in cell_ids:
+        path = run_dir / "cells" / cell_id / CELL_ROWS_FILE
+        if not path.is_file():
+            continue
+        new = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if any(_same_cell_row(new[-1], cell_row) for cell_row in complete.get(cell_id, {}).values()):
+            continue  # already merged
+        attempt = latest_attempt.get(cell_id, 0) + 1
+        new = [{**r, "attempt": attempt} for r in new]
+        append_rows(run_dir, new)
+        rows += new
+        complete.setdefault(cell_id, {})[attempt] = new[-1]
+        latest_attempt[cell_id] = attempt
+        merged.append(cell_id)
+    return merged
+
+
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """All rows of ``run_dir/results.jsonl`` (a truncated line from a crash is skipped)."""
+    """All valid rows of ``run_dir/results.jsonl``; a torn or invalid line is skipped with a
+    warning naming its line number (its cell is then incomplete and runs again)."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         return []
@@ -93,19 +202,45 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             warnings.warn(f"{path}:{n}: skipping a truncated or invalid line", RuntimeWarning, stacklevel=2)
+            continue
+        if isinstance(row, dict) and "attempt" not in row:
+            row["attempt"] = 1
+        problem = row_problem(row)
+        if problem:
+            warnings.warn(
+                f"{path}:{n}: skipping a row that does not fit the schema: {problem}", RuntimeWarning, stacklevel=2
+            )
+            continue
+        rows.append(row)
     return rows
 
 
+def _complete_attempts(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """``cell_id -> {attempt: cell row}`` of the attempts whose rows are all present."""
+    counts: dict[tuple[str, int], int] = {}
+    cell_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["cell_id"], r["attempt"])
+        counts[key] = counts.get(key, 0) + 1
+        if r["metric"] == CELL_METRIC:
+            cell_rows[key] = r
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, r in cell_rows.items():
+        expected = r.get("cell_rows")
+        if expected is None or counts[key] == expected:  # rows of old runs have no count
+            out.setdefault(key[0], {})[key[1]] = r
+    return out
+
+
 def finished_cells(run_dir: Path) -> dict[str, str]:
-    """``cell_id -> status`` of the latest attempt of every cell that has its ``cell`` row."""
-    done: dict[str, str] = {}
-    for row in read_rows(run_dir):
-        if row.get("metric") == CELL_METRIC:
-            done[row["cell_id"]] = row.get("status", "ok")
-    return done
+    """``cell_id -> status`` of the latest complete attempt of every cell."""
+    return {
+        cid: byattempt[max(byattempt)].get("status", "ok")
+        for cid, byattempt in _complete_attempts(read_rows(run_dir)).items()
+    }
 
 
 def attempts(run_dir: Path) -> dict[str, int]:
@@ -116,24 +251,47 @@ def attempts(run_dir: Path) -> dict[str, int]:
     return counts
 
 
+CURRENT_FILE = "cells.json"
+
+
+def write_current_cells(run_dir: Path, cell_ids: Iterable[str], protocol_version: int) -> None:
+    """Record the ids of the cells of the suite as last run (``cells.json``); others are stale."""
+    path = Path(run_dir) / CURRENT_FILE
+    tmp = path.with_name(f".{CURRENT_FILE}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"protocol_version": protocol_version, "cells": sorted(set(cell_ids))}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def current_cells(run_dir: Path) -> set[str] | None:
+    """The ids recorded by :func:`write_current_cells`, or ``None`` for a run without the file."""
+    path = Path(run_dir) / CURRENT_FILE
+    return set(json.loads(path.read_text())["cells"]) if path.is_file() else None
+
+
 def read_results(run_dir: Path, *, latest: bool = True) -> pd.DataFrame:
     """The results of a run as a tidy DataFrame.
 
     Args:
-        latest: keep only the rows of each cell's latest attempt (a failed cell that was retried
-            keeps its successful rows), and only finished attempts.
+        latest: keep only the rows of each cell's latest complete attempt (a failed cell that was
+            retried keeps its successful rows), and leave out stale cells (not in ``cells.json``).
     """
     rows = read_rows(run_dir)
+    if latest:
+        complete = _complete_attempts(rows)
+        keep = {(cid, max(byattempt)) for cid, byattempt in complete.items()}
+        current = current_cells(run_dir)
+        stale = {cid for cid, _ in keep if current is not None and cid not in current}
+        if stale:
+            warnings.warn(
+                f"{run_dir}: {len(stale)} cell(s) were made with other settings, defaults or protocol version "
+                "(stale) and are left out",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        rows = [r for r in rows if (r["cell_id"], r["attempt"]) in keep and r["cell_id"] not in stale]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    if "attempt" not in df:
-        df["attempt"] = 1
-    if latest:
-        last = df.groupby("cell_id")["attempt"].transform("max")
-        df = df[df["attempt"] == last]
-        finished = set(df.loc[df["metric"] == CELL_METRIC, "cell_id"])
-        df = df[df["cell_id"].isin(finished)]
     ordered = [c for c in COLUMNS if c in df.columns] + sorted(c for c in df.columns if c not in COLUMNS)
     return df[ordered].reset_index(drop=True)
 

@@ -5,9 +5,11 @@ upsampler) -> training -> metrics and profilers -> rows. Layout of a run directo
 
     RUN_DIR/suite.toml          the resolved suite (after --set overrides)
     RUN_DIR/environment.json    where and with what it ran
-    RUN_DIR/results.jsonl       the source of truth, appended cell by cell
+    RUN_DIR/results.jsonl       the source of truth, merged cell by cell from the rows files
     RUN_DIR/results.{csv,parquet}  exports derived from it
-    RUN_DIR/cells/<cell_id>/    config.json, model.pt, checkpoints/, error.txt (if it failed)
+    RUN_DIR/cells.json          ids of the suite's current cells (other cells in results are stale)
+    RUN_DIR/.lock               held by the one runner working in this folder
+    RUN_DIR/cells/<cell_id>/    config.json, rows.jsonl, model.pt, checkpoints/, error.txt (if it failed)
 
 Re-running the same suite into the same directory skips every finished cell; an interrupted
 cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
@@ -28,6 +30,7 @@ import torch
 
 from upbench import __version__, results
 from upbench.errors import ConfigError
+from upbench.runlock import RunLock
 from upbench.suite import Cell, Suite, dump_toml
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -45,6 +48,7 @@ class RunSummary:
     failed: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    stale: int = 0
 
     @property
     def results_path(self) -> Path:
@@ -56,6 +60,11 @@ class RunSummary:
             f"({self.failed} failed) in {self.seconds:.1f} s",
             f"results: {self.results_path} (+ results.csv, results.parquet)",
         ]
+        if self.stale:
+            lines.append(
+                f"{self.stale} stale cell(s) in {self.results_path.name} were made with other settings, defaults or "
+                "protocol version; reports leave them out"
+            )
         lines += [f"  failed: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -103,7 +112,9 @@ def _identity(run_dir: Path, suite: Suite, cell: Cell, attempt: int, env: dict[s
         b, ch, h, w, g = c["size"]
         ident.update(batch=b, in_channels=ch, lr_height=h, lr_width=w, guide_channels=g, dtype=c["ops"]["dtype"])
     else:
-        ident.update(dtype="float32")
+        from upbench.training import TrainConfig
+
+        ident.update(dtype=TrainConfig(**c["train"]).compute_dtype(c["device"]))
     for key in ("git_commit", "torch_version", "cuda_version", "device_name", "hostname"):
         ident[key] = env.get(key)
     ident["upbench_version"] = __version__
@@ -158,6 +169,7 @@ def build_cell_model(config: dict[str, Any], num_classes: int) -> torch.nn.Modul
 def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> list[dict[str, Any]]:
     from upbench.data import build_dataset, dataset_info
     from upbench.training import TrainConfig, evaluate, train
+    from upbench.training.checkpoint import save_atomic
 
     c = cell.config
     ds = c["dataset"]
@@ -168,8 +180,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
 
     torch.manual_seed(c["seed"])
     model = build_cell_model(c, info.num_classes).to(device)
-    tcfg = TrainConfig(**{**c["train"], "seed": c["seed"]})
-    t0 = time.perf_counter()
+    tcfg = TrainConfig(**c["train"])
     result = train(
         model,
         train_set,
@@ -178,7 +189,6 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         progress=progress,
         ignore_index=info.ignore_index,
     )
-    train_s = time.perf_counter() - t0
     ev = c["eval"]
     scores = evaluate(
         model,
@@ -188,15 +198,16 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         mode=ev["mode"],
         crop_size=ev["crop_size"],
         stride=ev["stride"],
+        **c.get("metrics", {}),
     )
-    torch.save(model.state_dict(), cell_dir / "model.pt")
+    save_atomic(model.state_dict(), cell_dir / "model.pt")
 
     rows = [
         _cell_row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores
     ]
     for k, v in enumerate(scores.get("IoU", [])):
         rows.append(_cell_row(f"IoU_class_{k}", v, "fraction"))
-    rows.append(_cell_row("train_time", train_s, "s"))
+    rows.append(_cell_row("train_time", result.wall_time_s, "s"))  # the trainer's, summed over resumed sessions
     final_loss = getattr(result, "final_loss", None)
     if final_loss is not None:
         rows.append(_cell_row("final_loss", float(final_loss), "loss"))
@@ -254,7 +265,8 @@ def _status_of(exc: BaseException) -> str:
 def run_cell(
     cell: Cell, run_dir: Path, suite: Suite, device: str, env: dict[str, Any], attempt: int, progress: bool = True
 ) -> str:
-    """Run one cell and append its rows (then its ``cell`` row); returns its status."""
+    """Run one cell and write its rows (its ``cell`` row last) atomically to ``cells/<id>/rows.jsonl``;
+    returns its status. The driver merges that file into ``results.jsonl`` (:func:`results.merge_cell_rows`)."""
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     (cell_dir / "config.json").write_text(json.dumps(cell.config, indent=2, sort_keys=True, default=str) + "\n")
@@ -275,33 +287,49 @@ def run_cell(
         status = "oom"
     now = datetime.now(UTC).isoformat(timespec="seconds")
     cell_row = _cell_row(results.CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)
-    results.append_rows(run_dir, [{**ident, **r, "time": now} for r in [*rows, cell_row]])
+    results.write_cell_rows(cell_dir, [{**ident, **r, "time": now} for r in [*rows, cell_row]])
     return status
 
 
 def run_suite(
     suite: Suite, *, out_dir: str | Path | None = None, device: str = "auto", progress: bool = True
 ) -> RunSummary:
-    """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``)."""
-    from tqdm.auto import tqdm
+    """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``).
 
+    One runner per folder: a second one exits with :class:`~upbench.errors.RunLockedError`.
+    """
     device = resolve_device(device)
     run_dir = Path(out_dir) if out_dir is not None else DEFAULT_RUNS_DIR / suite.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        return _run_locked(suite, run_dir, device, progress)
+
+
+def _run_locked(suite: Suite, run_dir: Path, device: str, progress: bool) -> RunSummary:
+    from tqdm.auto import tqdm
+
+    from upbench.suite import PROTOCOL_VERSION
+
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
     env = _environment(device)
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
 
-    cells = suite.cells(device=device)
+    everything = suite.all_cells(device=device)
+    results.write_current_cells(run_dir, [c.cell_id for c in everything], PROTOCOL_VERSION)
+    cells = [c for c in everything if c.matches(suite.only)]
+    results.merge_cell_rows(run_dir, [c.cell_id for c in everything])  # rows a killed run left unmerged
     done = results.finished_cells(run_dir)
     tried = results.attempts(run_dir)
     todo = [c for c in cells if done.get(c.cell_id) != "ok"]
     summary = RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
+    current = {c.cell_id for c in everything}
+    summary.stale = len({cid for cid in tried if cid not in current})
     t0 = time.perf_counter()
     bar = tqdm(todo, desc=f"{suite.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix_str(" ".join(cell.label_fields()[:5]))
         status = run_cell(cell, run_dir, suite, device, env, tried.get(cell.cell_id, 0) + 1, progress=progress)
+        results.merge_cell_rows(run_dir, [cell.cell_id])
         summary.ran += 1
         if status != "ok":
             summary.failed += 1

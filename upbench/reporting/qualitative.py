@@ -72,7 +72,8 @@ def load_val_set(config: dict[str, Any]) -> tuple[Any, int, int]:
 def model_cells(run_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Finished ``ok`` train cells with a ``model.pt``: one per label and group (lowest seed)."""
     cells = rows[(rows["metric"] == CELL_METRIC) & (rows["status"] == "ok") & (rows["kind"] == "train")]
-    cells = cells[[Path(run_dir, "cells", c, "model.pt").is_file() for c in cells["cell_id"]]]
+    has_model = [Path(run_dir, "cells", c, "model.pt").is_file() for c in cells["cell_id"]]
+    cells = cells[pd.Series(has_model, index=cells.index, dtype=bool)]  # (a bare empty list selects columns)
     cols = [*GROUP, "label", "seed", "cell_id"]
     cells = cells[cols].sort_values(cols, kind="mergesort")
     return cells.drop_duplicates([*GROUP, "label"]).reset_index(drop=True)

@@ -34,22 +34,27 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``directory/last.pt`` atomically (a crash never leaves half a file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LAST
-    tmp = directory / f".{LAST}.tmp{os.getpid()}"
-    torch.save(state, tmp)
+def save_atomic(obj: Any, path: Path) -> Path:
+    """``torch.save`` to a temporary file, flushed to disk, then renamed: ``path`` is never half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
 
 
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``directory/last.pt`` atomically (a crash never leaves half a file)."""
+    return save_atomic(state, Path(directory) / LAST)
+
+
 def save_rank_rng(directory: Path, rank: int) -> None:
     """Write the RNG states of process ``rank`` (> 0) beside the checkpoint of rank 0."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".rng_rank{rank}.tmp{os.getpid()}"
-    torch.save(rng_states(), tmp)
-    os.replace(tmp, directory / f"rng_rank{rank}.pt")
+    save_atomic(rng_states(), Path(directory) / f"rng_rank{rank}.pt")
 
 
 def load_rank_rng(directory: Path, rank: int) -> dict[str, Any] | None:
