@@ -247,8 +247,25 @@ def _measure_mode(
     def timed() -> Any:
         return measure_latency(call, device=dev, warmup=warmup, iters=iters, min_time_s=min_time_s)
 
+    memory_row = None
+    if memory and mode.label == "eager":  # first, from a state with no gradients allocated
+        memory_row = _memory_row(
+            _memory_metric(m), run_guarded(lambda: _peak_without_gradients(call, op, prepared, dev))
+        )
     rows = _latency_rows(metric, run_guarded(timed))
-    if memory and mode.label == "eager":
-        rows.append(_memory_row(_memory_metric(m), run_guarded(lambda: peak_memory(call, device=dev))))
+    if memory_row is not None:
+        rows.append(memory_row)
     op.zero_grad(set_to_none=True)
     return rows
+
+
+def _peak_without_gradients(
+    call: Callable[[], Any], op: torch.nn.Module, inputs: Sequence[Any], dev: torch.device
+) -> Any:
+    """Peak memory of one call measured after dropping every gradient, so that the gradients the
+    call allocates (parameters and inputs) count in its peak instead of sitting in the baseline."""
+    op.zero_grad(set_to_none=True)
+    for t in inputs:
+        if isinstance(t, Tensor):
+            t.grad = None
+    return peak_memory(call, device=dev)

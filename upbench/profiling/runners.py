@@ -68,8 +68,10 @@ def unavailable_reason(mode: ExecutionMode, device: torch.device | str) -> str:
 
 
 def _to_format(t: Any, channels_last: bool) -> Any:
+    """A channels-last copy of a 4-D tensor, made a leaf again (with ``requires_grad`` kept), so
+    that its gradient lands on the tensor that is timed rather than accumulating on the original."""
     if channels_last and isinstance(t, Tensor) and t.dim() == 4:
-        return t.contiguous(memory_format=torch.channels_last)
+        return t.detach().contiguous(memory_format=torch.channels_last).requires_grad_(t.requires_grad)
     return t
 
 

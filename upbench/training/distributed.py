@@ -2,7 +2,7 @@
 
 Launched with ``torchrun --nproc_per_node=N script.py``, :func:`init_distributed` reads the
 environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and starts
-the process group: NCCL when CUDA is available, gloo otherwise. Without those variables
+the process group: NCCL for a CUDA model on a valid local GPU, gloo otherwise. Without those variables
 everything runs as a single process.
 """
 
@@ -35,15 +35,19 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def init_distributed(backend: str | None = None) -> DistInfo:
+def init_distributed(backend: str | None = None, device: torch.device | str | None = None) -> DistInfo:
     """Join the process group described by torchrun's environment (no-op without it).
 
-    Each process uses ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
+    Each process uses ``cuda:LOCAL_RANK`` and NCCL only when the model is meant for CUDA
+    (``device`` is a CUDA device, or ``None`` and CUDA is available) *and* ``LOCAL_RANK`` names a
+    visible GPU; otherwise the CPU and gloo (e.g. a CPU model on a machine with one GPU, or more
+    ranks than GPUs).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
+    wants_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    cuda = wants_cuda and torch.cuda.is_available() and 0 <= local < torch.cuda.device_count()
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
