@@ -31,8 +31,9 @@ def test_run_prints_where_results_and_report_are(tiny_run) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4 cell(s): 0 already done, 4 run now (0 failed)" in proc.stdout
     assert f"results: {Path('runs/tiny/results.jsonl')}" in proc.stdout
-    assert "report: reports/tiny" in proc.stdout
-    assert (root / "reports" / "tiny" / "report.md").is_file()
+    assert f"report: {Path('runs/tiny/report')}" in proc.stdout
+    assert (root / "runs" / "tiny" / "report" / "report.md").is_file()
+    assert not (root / "reports").exists()  # nothing outside runs/
     assert (root / "runs" / "tiny" / "results.parquet").is_file()
 
 
@@ -45,10 +46,10 @@ def test_second_run_finishes_at_once(tiny_run) -> None:
 
 def test_report_is_byte_identical_when_rerun(tiny_run) -> None:
     root, _ = tiny_run
-    first = (root / "reports" / "tiny" / "report.md").read_bytes()
+    first = (root / "runs" / "tiny" / "report" / "report.md").read_bytes()
     proc = _upbench("report", "runs/tiny", cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (root / "reports" / "tiny" / "report.md").read_bytes() == first
+    assert (root / "runs" / "tiny" / "report" / "report.md").read_bytes() == first
 
 
 def test_explore_notebook_on_the_real_run(tiny_run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +67,33 @@ def test_explore_notebook_on_the_real_run(tiny_run, monkeypatch: pytest.MonkeyPa
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "suite 'tiny'" in text
+
+
+def test_main_job_from_the_checkout_leaves_git_status_clean(tmp_path) -> None:
+    """The README's main command, run in the repository itself (one cell), modifies no tracked
+    file and leaves nothing untracked outside git-ignored folders."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def status() -> str:
+        return subprocess.run(
+            ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+
+    before = status()
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_TRAIN_SUITE)
+    out = repo / "runs" / f"test-main-job-{os.getpid()}"
+    try:
+        proc = _upbench(
+            "run", str(suite), "--out", str(out), "--no-progress",
+            "--only", "operator=bilinear", "--only", "architecture=plain", cwd=repo,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert (out / "report" / "report.md").is_file()
+        assert status() == before
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

@@ -145,13 +145,13 @@ def test_write_report_files_and_byte_identical_rerun(run: tuple[Path, pd.DataFra
         assert (out / rel).read_bytes() == (again / rel).read_bytes(), f"{rel} differs on re-run"
 
 
-def test_default_folder_is_reports_suite(
+def test_default_folder_is_inside_the_run_folder(
     run: tuple[Path, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir, _ = run
     monkeypatch.chdir(tmp_path)
-    assert write_report(run_dir) == Path("reports/synthetic-suite")
-    assert (tmp_path / "reports/synthetic-suite/report.md").is_file()
+    assert write_report(run_dir) == Path(run_dir) / "report"
+    assert (Path(run_dir) / "report" / "report.md").is_file()
 
 
 def test_figures_skipped_with_reason_when_data_is_absent(tmp_path: Path) -> None:

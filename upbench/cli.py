@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and figures from a run directory", description=cmd_report.__doc__)
     p.add_argument("run_dir", help="a run directory holding results.jsonl")
-    p.add_argument("--out", default=None, help="output folder (default: reports/<suite>)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -1,6 +1,7 @@
 """``write_report``: tables, figures, qualitative panels and the mosaic table of a run directory.
 
-Layout of the output folder (default ``reports/<suite name>/``)::
+Layout of the output folder (default ``<run dir>/report/``, inside the run folder so that running
+the main job never touches tracked files; the committed example is ``reports/quick/``)::
 
     report.md                  every table, links to the figures, skipped figures, failed cells
     tables/<group>.md, .tex    one table per train group and per ops setting
@@ -22,21 +23,21 @@ from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 
 log = logging.getLogger("upbench.reporting")
-DEFAULT_ROOT = Path("reports")
+REPORT_SUBDIR = "report"
 PROVENANCE = ("git_commit", "upbench_version", "torch_version", "device", "device_name", "threads")
 
 
 def write_report(
     run_dir: str | Path, out_dir: str | Path | None = None, *, n_images: int = 3, device: str = "cpu"
 ) -> Path:
-    """Write the report of ``run_dir`` into ``out_dir`` (default ``reports/<suite>``); returns the folder.
+    """Write the report of ``run_dir`` into ``out_dir`` (default ``run_dir/report``); returns the folder.
 
     Args:
         n_images: validation images per qualitative panel.
         device: where the saved models run for the qualitative panels.
     """
     run_dir = check_run_dir(run_dir)
-    out = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / suite_name(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / REPORT_SUBDIR
     (out / "tables").mkdir(parents=True, exist_ok=True)
     data = summarise(run_dir)
     sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(data["rows"]), ""]
