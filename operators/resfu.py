@@ -177,6 +177,7 @@ def _positive_int(name: str, value: Any) -> None:
     "resfu",
     title="ReSFU",
     guided=True,
+    guide_passthrough=False,
     paper="arXiv:2407.02283",
     code=(
         f"zmhhmz/ReSFU@{OFFICIAL_COMMIT} mmsegmentation/mmseg/models/upsamplers/resfu.py "

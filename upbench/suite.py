@@ -90,8 +90,8 @@ class ProfileSpec:
 
     enabled: bool = True
     latency: bool = True
-    warmup: int = 2
-    iters: int = 5
+    warmup: int = 3  # latency and peak memory: >= 3 warm-up and >= 10 timed calls (median [IQR])
+    iters: int = 10
     image_size: int = 0  # 0: the evaluation crop/size of the dataset
 
 
