@@ -1,7 +1,8 @@
 """Reports from a run directory: tables (Markdown, LaTeX), figures, qualitative panels, mosaic index.
 
 Public API: :func:`write_report` (what ``python -m upbench report RUN_DIR`` calls),
-:func:`compare` (differences to a reference with paired-bootstrap intervals), :func:`mosaic_index`, and for notebooks :func:`summarise` (tidy rows + seed aggregates),
+:func:`compare` (differences to a reference with paired-bootstrap intervals), :func:`mosaic_index`,
+and for notebooks :func:`summarise` (tidy rows + seed aggregates),
 :func:`train_tables` / :func:`ops_tables` with :func:`to_markdown` / :func:`to_latex`, and the
 ``*_figure`` functions of :mod:`upbench.reporting.figures`.
 """
