@@ -140,12 +140,16 @@ class RunBootstrap:
         return float(scores_from_counts(arrays)[metric][0])
 
     # ------------------------------------------------------------------ statistics
-    def difference(self, setting_id: str, a: str, b: str, metric: str) -> Difference:
-        """``a - b`` paired by seed, with the two-stage bootstrap interval (see the module)."""
-        seeds = tuple(sorted(set(self.seeds(setting_id, a)) & set(self.seeds(setting_id, b))))
+    def difference(self, setting_id: str, a: str, b: str | None, metric: str) -> Difference:
+        """``a - b`` paired by seed, with the two-stage bootstrap interval (see the module);
+        ``b=None``: the metric of ``a`` itself with its interval (for error bars)."""
+        seeds_b = set(self.seeds(setting_id, b)) if b is not None else None
+        seeds = tuple(
+            sorted(set(self.seeds(setting_id, a)) & seeds_b if seeds_b is not None else self.seeds(setting_id, a))
+        )
         if not seeds:
             return Difference(float("nan"), float("nan"), float("nan"), 0)
-        for s in seeds:
+        for s in seeds if b is not None else ():
             ia = self._arrays(self.cells[(setting_id, a, s)])["image"]
             ib = self._arrays(self.cells[(setting_id, b, s)])["image"]
             if not torch.equal(ia, ib):
@@ -153,26 +157,22 @@ class RunBootstrap:
                     f"compare: {a} and {b} (seed {s}) were evaluated on different validation images; "
                     "they cannot be paired"
                 )
-        point = float(
-            np.mean([self.point(setting_id, a, s, metric) - self.point(setting_id, b, s, metric) for s in seeds])
-        )
-        diffs = np.stack(
-            [
-                np.stack(
-                    [
-                        self._values(setting_id, a, s, slot)[metric] - self._values(setting_id, b, s, slot)[metric]
-                        for s in seeds
-                    ]
-                )
-                for slot in range(len(seeds))
-            ]
-        )  # (slot, seed, replicate)
-        draws = self._seed_draws(seeds)  # (replicate, slot)
-        replicate = np.arange(self.n_boot)[:, None]
-        combined = diffs[np.arange(len(seeds))[None, :], draws, replicate].mean(1)
+
+        def point(s: int) -> float:
+            value = self.point(setting_id, a, s, metric)
+            return value - self.point(setting_id, b, s, metric) if b is not None else value
+
+        def replicates(s: int, slot: int) -> np.ndarray:
+            values = self._values(setting_id, a, s, slot)[metric]
+            return values - self._values(setting_id, b, s, slot)[metric] if b is not None else values
+
+        estimate = float(np.mean([point(s) for s in seeds]))
+        diffs = np.stack([np.stack([replicates(s, slot) for s in seeds]) for slot in range(len(seeds))])
+        draws = self._seed_draws(seeds)  # (replicate, slot): indices into seeds; diffs is (slot, seed, replicate)
+        combined = diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
         tail = 100 * (1 - LEVEL) / 2
         low, high = np.nanpercentile(combined, [tail, 100 - tail]) if np.isfinite(combined).any() else (np.nan,) * 2
-        return Difference(point, float(low), float(high), len(seeds))
+        return Difference(estimate, float(low), float(high), len(seeds))
 
     def compare(self, reference: str = "bilinear") -> pd.DataFrame:
         """The table of :func:`compare` for one reference label."""
