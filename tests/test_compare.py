@@ -151,3 +151,19 @@ def test_fast_enough_for_a_large_run(tmp_path) -> None:
     elapsed = time.perf_counter() - t0
     assert len(df) == 15 * 3
     assert elapsed < 30, f"compare took {elapsed:.1f} s"
+
+
+def test_report_tables_keep_settings_apart_and_name_the_difference(tmp_path) -> None:
+    from upbench.reporting import summarise, to_markdown, train_tables
+
+    run = tmp_path / "run"
+    tg = targets(4)
+    for n, (label, iters) in enumerate([("bilinear", 10), ("resfu", 10), ("bilinear", 20), ("resfu", 20)]):
+        preds = [noisy(t, 0.1 * (n + 1), n * 10 + i) for i, t in enumerate(tg)]
+        write_cell(run, f"c{n}", label, 0, preds, tg, setting={"train": {"iters": iters}})
+    tables = train_tables(summarise(run)["train"], RunBootstrap(run, n_boot=20))
+    assert len(tables) == 2
+    assert {t.title.split("[")[1] for t in tables} == {"train.iters=10]", "train.iters=20]"}
+    assert all(seeds == 1 for t in tables for _, seeds, _ in t.rows)
+    text = to_markdown(tables[0])
+    assert "No guided_bilinear control in this setting" in text

@@ -364,6 +364,8 @@ def _with_notes(table: Table, group: pd.DataFrame, analysis: Any, sid: str | Non
                 f"{', '.join(sorted(through)) or 'none'}; guided, only weighting LR features: "
                 f"{', '.join(sorted(weighting)) or 'none'}."
             )
+            if CONTROL not in set(group["label"]):
+                notes.append(f"No {CONTROL} control in this setting: guided gains are not separated from the guide.")
     if analysis is not None and sid is not None:
         taus = []
         for metric in ("mIoU", "BF"):
