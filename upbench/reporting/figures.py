@@ -59,7 +59,7 @@ def _new_figure(ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.
 
 def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     """One row per label and train group with ``<metric>`` and ``<metric>_std`` columns."""
-    keys = ["architecture", "protocol", "preset", "dataset", "scale", "label"]
+    keys = ["architecture", "protocol", "preset", "dataset", "scale", *_setting(train), "label"]
     sub = train[train["metric"].isin(metrics)]
     mean = sub.pivot_table(index=keys, columns="metric", values="mean", aggfunc="first")
     std = sub.pivot_table(index=keys, columns="metric", values="std", aggfunc="first", dropna=False)
@@ -72,6 +72,11 @@ def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
                 )
             )
     return wide.reset_index().sort_values(keys, kind="mergesort")
+
+
+def _setting(frame: pd.DataFrame) -> list[str]:
+    """``["setting_id"]`` when the frame separates settings (see :mod:`upbench.reporting.settings`)."""
+    return ["setting_id"] if "setting_id" in frame else []
 
 
 def error_bars(mean: np.ndarray, std: np.ndarray, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray:
@@ -102,7 +107,7 @@ def accuracy_vs_gmacs_figure(train: pd.DataFrame, accuracy: str = "mIoU") -> Fig
         raise FigureSkipped(f"no train cell has both {accuracy} and gmacs")
     wide = wide.dropna(subset=[accuracy, "gmacs"])
     colours = palette(list(wide["label"]))
-    groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale"], sort=True))
+    groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale", *_setting(wide)], sort=True))
     fig, axes = _new_figure(len(groups))
     for ax, (key, g) in zip(axes[0], groups):
         y = g[accuracy] * 100
