@@ -18,6 +18,7 @@ from upbench.upsampler import Upsampler
     "bilinear",
     title="Bilinear",
     guided=False,
+    guide_passthrough=False,
     learnable=False,
     code="torch nn.Upsample(mode='bilinear', align_corners=False) as in zmhhmz/ReSFU@62e9d9c build_upsampler.py",
     conventions={

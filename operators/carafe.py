@@ -38,6 +38,7 @@ Aggregation = Literal["chunked", "naive"]
     "carafe",
     title="CARAFE",
     guided=False,
+    guide_passthrough=False,
     paper="arXiv:1905.02188 (ICCV 2019)",
     code=(
         "open-mmlab/mmcv@a8073c74 mmcv/ops/carafe.py (CARAFEPack; kernel_normalizer, feature_reassemble) "

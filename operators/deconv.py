@@ -35,6 +35,7 @@ def deconv_geometry(scale: int, kernel_size: int) -> tuple[int, int]:
     "deconv",
     title="Deconv",
     guided=False,
+    guide_passthrough=False,
     code=(
         "nn.ConvTranspose2d(C, C, 3, stride=2, padding=1, output_padding=1) in zmhhmz/ReSFU@62e9d9c build_upsampler.py"
     ),

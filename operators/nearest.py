@@ -17,6 +17,7 @@ from upbench.upsampler import Upsampler
     "nearest",
     title="Nearest",
     guided=False,
+    guide_passthrough=False,
     learnable=False,
     code="torch nn.Upsample(mode='nearest') as in zmhhmz/ReSFU@62e9d9c mmseg/models/upsamplers/build_upsampler.py",
     conventions={"lr_window": "HR pixel p copies LR pixel floor(p/s)", "border": "n/a"},

@@ -21,6 +21,7 @@ from upbench.upsampler import Upsampler
     "pixelshuffle",
     title="PixelShuffle",
     guided=False,
+    guide_passthrough=False,
     code="nn.Sequential(Conv2d(C, C*s^2, 3, padding=1), PixelShuffle(s)) in zmhhmz/ReSFU@62e9d9c build_upsampler.py",
     conventions={"lr_window": "3x3 LR window at floor(p/s)", "border": "zero padding"},
 )

@@ -168,6 +168,7 @@ class PCDCBlock(nn.Module):
     "resfu",
     title="ReSFU",
     guided=True,
+    guide_passthrough=False,
     paper="arXiv:2407.02283",
     code=(
         f"zmhhmz/ReSFU@{OFFICIAL_COMMIT} mmsegmentation/mmseg/models/upsamplers/resfu.py "

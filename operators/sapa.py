@@ -103,6 +103,7 @@ class _SAPABase(Upsampler):
     "sapa",
     title="SAPA-B",
     guided=True,
+    guide_passthrough=False,
     paper=_PAPER,
     scales=None,
     code=(
@@ -169,6 +170,7 @@ class SAPA(_SAPABase):
     "sapa_g",
     title="SAPA-G",
     guided=True,
+    guide_passthrough=False,
     paper=_PAPER,
     scales=None,
     code="poppinace/sapa@5530ef8 SAPAExp.py class SAPAExp(q_mode='gate') (sim/atn CUDA kernels in sapa/)",
@@ -237,6 +239,7 @@ class SAPAG(_SAPABase):
     "sapa_i",
     title="SAPA-I",
     guided=True,
+    guide_passthrough=False,
     learnable=False,
     paper=_PAPER,
     scales=None,

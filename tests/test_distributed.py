@@ -62,7 +62,7 @@ WORKER = textwrap.dedent(
     same = resumed.resumed_from == 2 and resumed.loss_history == result.loss_history and all(
         torch.equal(a, b) for a, b in zip(resumed_model.state_dict().values(), model.state_dict().values())
     )
-    scores = evaluate(model, TensorDataset(images[:5], labels[:5]), 3)
+    scores = evaluate(model, TensorDataset(images[:5], labels[:5]), 3, per_image=True)
     out = {"rank": info.rank, "world": info.world_size, "state": model.state_dict(), "scores": scores,
            "history": result.loss_history, "resume_same": same, "data": (images, labels)}
     torch.save(out, f"{sys.argv[1]}/rank{info.rank}.pt")
@@ -98,6 +98,14 @@ def test_two_gloo_ranks_agree(tmp_path: Path) -> None:
     assert r0["resume_same"] and r1["resume_same"]
     assert (tmp_path / "crash" / "rng_rank1.pt").is_file()
     assert r0["scores"]["mIoU"] == r1["scores"]["mIoU"]
+    # per-image records are gathered from both ranks and recompute the summed scores
+    from upbench.metrics.per_image import frame_to_arrays, scores_from_counts
+
+    frame = r0["scores"]["per_image"]
+    assert frame.equals(r1["scores"]["per_image"]) and sorted(frame["image"].unique()) == [0, 1, 2, 3, 4]
+    again = scores_from_counts(frame_to_arrays(frame))
+    for key in ("mIoU", "BF", "BIoU"):
+        assert float(again[key][0]) == pytest.approx(r0["scores"][key], abs=1e-12, rel=0)
     # metric states summed over ranks equal a single-process evaluation of the same model
     images, labels = r0["data"]
     model = build_model("plain", operator="sapa", num_classes=3, dropout=0.1)

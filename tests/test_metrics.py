@@ -54,12 +54,15 @@ def test_shifted_square() -> None:
     assert r["BIoU"] == pytest.approx((46 / 66 + 1 / 3) / 2)
     # BIoU_3px: a 7x7 erosion empties the square and the 10x10 background, so bands = masks.
     assert r["BIoU_3px_class"] == pytest.approx(r["IoU"])
-    # BF: theta = 0.0075 * 14.1 < 1, exact matches only. Class 1: 6 of 12 contour pixels on
-    # each side -> F1 0.5; class 0: 16 contour pixels each, 6 shared -> F1 0.375.
-    assert r["BF_class"] == pytest.approx([0.375, 0.5])
-    assert r["BF"] == pytest.approx(0.4375)
-    # With a 1 px tolerance every contour pixel has a 4-neighbour on the other contour.
-    assert evaluate(pred, target, 2, bf_tolerance_px=1)["BF"] == pytest.approx(1.0)
+    # BF with a 0 px tolerance, exact matches only. Class 1: 6 of 12 contour pixels on each side
+    # -> F1 0.5; class 0: 16 contour pixels each, 6 shared -> F1 0.375.
+    r0 = evaluate(pred, target, 2, bf_tolerance_px=0)
+    assert r0["BF_class"] == pytest.approx([0.375, 0.5])
+    assert r0["BF"] == pytest.approx(0.4375)
+    # Default: 0.0075 * 14.1 < 1 is floored to 1 px, where every contour pixel has a 4-neighbour
+    # on the other contour.
+    assert r["BF_tolerance_px"] == 1.0
+    assert r["BF"] == pytest.approx(1.0)
 
 
 def test_one_pixel_line() -> None:
@@ -71,11 +74,12 @@ def test_one_pixel_line() -> None:
     assert r["aAcc"] == pytest.approx(52 / 64)
     assert r["mAcc"] == pytest.approx((52 / 58 + 0) / 2)
     # Exact BF: no contour pixel coincides (class 1: the lines; class 0: 14 pixels each).
-    assert r["BF_class"] == [0.0, 0.0]
-    assert r["BF"] == 0.0
-    assert r["BF_precision"] == 0.0 and r["BF_recall"] == 0.0
-    # 1 px tolerance: the lines are 1 px apart, so are the background contours.
-    assert evaluate(pred, target, 2, bf_tolerance_px=1)["BF"] == pytest.approx(1.0)
+    r0 = evaluate(pred, target, 2, bf_tolerance_px=0)
+    assert r0["BF_class"] == [0.0, 0.0]
+    assert r0["BF"] == 0.0
+    assert r0["BF_precision"] == 0.0 and r0["BF_recall"] == 0.0
+    # 1 px tolerance (the default's floor): the lines are 1 px apart, so are the background contours.
+    assert r["BF"] == pytest.approx(1.0)
     # BIoU d = 1: class 1 bands are the lines (I = 0, U = 12); class 0 bands: border ring (28)
     # + rows 2 and 4 (12) for the target, border ring + rows 3 and 5 for the prediction.
     assert r["BIoU_class"] == pytest.approx([28 / 52, 0.0])
@@ -98,13 +102,14 @@ def test_nested_regions() -> None:
     # Exact BF. Class 0: identical contours. Class 1: target contour 28 outer + 16 inner pixels
     # (the 4 inner corners have no 4-neighbour of class 2), prediction 28 = the outer ones:
     # P = 1, R = 28/44 -> F1 = 7/9. Class 2: the 4x4 and 6x6 rings are disjoint -> 0.
-    assert r["BF_class"] == pytest.approx([1.0, 7 / 9, 0.0])
-    assert r["BF"] == pytest.approx(16 / 27)
-    assert r["BF_precision"] == pytest.approx((1 + 1 + 0) / 3)
-    assert r["BF_recall"] == pytest.approx((1 + 28 / 44 + 0) / 3)
-    # 1 px: class 2 misses only the 4 corners of the 6x6 ring (sqrt 2 away): P = 16/20, R = 1.
-    r1 = evaluate(pred, target, 3, bf_tolerance_px=1)
-    assert r1["BF_class"] == pytest.approx([1.0, 1.0, 8 / 9])
+    r0 = evaluate(pred, target, 3, bf_tolerance_px=0)
+    assert r0["BF_class"] == pytest.approx([1.0, 7 / 9, 0.0])
+    assert r0["BF"] == pytest.approx(16 / 27)
+    assert r0["BF_precision"] == pytest.approx((1 + 1 + 0) / 3)
+    assert r0["BF_recall"] == pytest.approx((1 + 28 / 44 + 0) / 3)
+    # 1 px (the default here): class 2 misses only the 4 corners of the 6x6 ring (sqrt 2 away):
+    # P = 16/20, R = 1.
+    assert r["BF_class"] == pytest.approx([1.0, 1.0, 8 / 9])
     # BIoU d = 1: class 0 band = all background; class 1 band = whole target ring (48) vs the
     # predicted ring (28); class 2: rings of 12 and 20 pixels, disjoint.
     assert r["BIoU_class"] == pytest.approx([1.0, 28 / 48, 0.0])
@@ -128,7 +133,20 @@ def test_larger_tolerance_and_band_with_ratio() -> None:
     r = evaluate(pred, target, 2)
     assert r["BF"] == pytest.approx(1.0)  # a 1 px shift is within 1.06 px
     assert r["BIoU_class"] == pytest.approx(r["BIoU_3px_class"])  # same width, d = 3
-    assert evaluate(pred, target, 2, bf_tolerance=0.005)["BF"] < 1  # theta 0.71 px: exact only
+    assert evaluate(pred, target, 2, bf_tolerance_px=0.71)["BF"] < 1  # theta 0.71 px: exact only
+    assert evaluate(pred, target, 2, bf_tolerance=0.005)["BF"] == 1.0  # 0.71 px floored to 1 px
+
+
+@pytest.mark.parametrize("shift", [(0, 1), (1, 0), (0, -1)])
+def test_one_pixel_boundary_shift_at_64px_scores_bf_1(shift: tuple[int, int]) -> None:
+    # 0.75 % of the 64 px diagonal is 0.68 px: without the 1 px floor no shifted pixel would
+    # match. With it, every contour pixel of one map has a contour pixel of the other 1 px away.
+    target = _square(64, (16, 40, 20, 44))
+    pred = torch.roll(target, shift, (0, 1))
+    r = evaluate(pred, target, 2)
+    assert r["BF_tolerance_px"] == 1.0
+    assert r["BF"] == 1.0
+    assert evaluate(pred, target, 2, bf_tolerance_px=0)["BF"] < 0.5
 
 
 # --- edge cases ----------------------------------------------------------------------------------

@@ -53,14 +53,15 @@ def ref_matched(src: np.ndarray, dst: np.ndarray, radius: float) -> int:
 def reference(preds, targets, k: int, tol_px=None, tol=0.0075, ratio=0.02, fixed=3) -> dict:
     conf = np.zeros((k, k), dtype=np.int64)
     band = {"BIoU": np.zeros((2, k)), f"BIoU_{fixed}px": np.zeros((2, k))}
-    per_image_f, class_f, class_n = [], np.zeros(k), np.zeros(k)
+    per_image_f, class_f, class_n, radii = [], np.zeros(k), np.zeros(k), []
     for pred, target in zip(preds, targets):
         valid = target != IGNORE
         for t, p in zip(target[valid], pred[valid]):
             conf[t, p] += 1
         h, w = target.shape
         diag = math.hypot(h, w)
-        radius = tol_px if tol_px is not None else tol * diag
+        radius = tol_px if tol_px is not None else max(1.0, tol * diag)  # floored at 1 px
+        radii.append(radius)
         widths = {"BIoU": max(1, int(round(ratio * diag))), f"BIoU_{fixed}px": fixed}
         scores = []
         for c in range(k):
@@ -90,6 +91,7 @@ def reference(preds, targets, k: int, tol_px=None, tol=0.0075, ratio=0.02, fixed
             out[key] = np.nanmean(i / u) if np.isfinite(i / u).any() else np.nan
     out["mIoU"] = np.nanmean(iou) if np.isfinite(iou).any() else np.nan
     out["BF"] = np.mean(per_image_f) if per_image_f else np.nan
+    out["BF_tolerance_px"] = np.mean(radii) if radii else np.nan
     return out
 
 
@@ -137,7 +139,7 @@ def test_matches_reference(data, tol_px, fixed) -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_reference_default_options_larger_maps(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    h, w, k = 64, 48, 5  # diagonal 80: BIoU d = 2, BF theta = 0.6 px
+    h, w, k = 64, 48, 5  # diagonal 80: BIoU d = 2, BF theta = max(1, 0.6) px
     coarse = rng.integers(0, k, (2, 9, 7))
     maps = np.kron(coarse, np.ones((1, 8, 8), dtype=np.int64))[:, :h, :w]
     pred = np.roll(maps[0], (1, 2), (0, 1))

@@ -148,3 +148,26 @@ def test_train_cells_end_to_end(tmp_path) -> None:
     assert len(miou) == 4 and miou["value"].between(0, 1).all()
     for cell_id in set(df["cell_id"]):
         assert (out / "cells" / cell_id / "model.pt").is_file()
+    _check_per_image_and_operator_costs(out, df)
+
+
+def _check_per_image_and_operator_costs(out, df) -> None:  # noqa: ANN001
+    """Per-image counts recompute the mIoU/BF/BIoU rows; op. params include the guided stem."""
+    from upbench.metrics.per_image import FILE_NAME, frame_to_arrays, read_per_image, scores_from_counts
+
+    value = {(r.cell_id, r.metric): r.value for r in df[df["statistic"].isin(["value", "median"])].itertuples()}
+    for cell_id in set(df["cell_id"]):
+        frame = read_per_image(out / "cells" / cell_id / FILE_NAME)
+        assert sorted(frame["image"].unique()) == [0, 1]  # the tiny suite's 2 validation images
+        again = scores_from_counts(frame_to_arrays(frame))
+        for metric in ("mIoU", "BF", "BIoU"):
+            assert float(again[metric][0]) == pytest.approx(value[(cell_id, metric)], abs=1e-12, rel=0)
+        assert value[(cell_id, "BF_tolerance_px")] == 1.0  # 32 px images: 0.34 px floored to 1 px
+    cells = df.drop_duplicates("cell_id").set_index(["architecture", "operator"])["cell_id"]
+    for arch in ("plain", "hierarchical"):
+        op, ref = cells[(arch, "resfu")], cells[(arch, "bilinear")]
+        # every parameter the guided model has beyond bilinear's is attributed to the operator
+        extra = value[(op, "params")] - value[(ref, "params")]
+        assert extra == value[(op, "operator_params")] - value[(ref, "operator_params")]
+    plain_op = cells[("plain", "resfu")]
+    assert value[(plain_op, "operator_params")] > 20_000  # ReSFU (~10 K) + the image stem (~20 K)

@@ -67,6 +67,7 @@ def _info_dict(name: str) -> dict:
         "name": info.name,
         "title": info.title,
         "guided": info.guided,
+        "guide_passthrough": info.guide_passthrough,
         "learnable": info.learnable,
         "paper": info.paper,
         "scales": list(info.scales) if info.scales is not None else "any",
@@ -90,6 +91,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     wrap = lambda s: textwrap.fill(s, 100, initial_indent="  - ", subsequent_indent="    ")  # noqa: E731
     print(f"{d['title']} ('{d['name']}')")
     print(f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}")
+    print(f"  guide passthrough (output can carry guide content directly): {d['guide_passthrough']}")
     print(f"  paper: {d['paper'] or '-'}")
     print(f"  code: {d['code'] or '-'}")
     print(f"  module: {d['module']} ({d['origin']})")

@@ -68,6 +68,7 @@ def register_operator(
     *,
     title: str,
     guided: bool,
+    guide_passthrough: bool = False,
     learnable: bool = True,
     paper: str = "",
     scales: tuple[int, ...] | None = None,
@@ -89,6 +90,8 @@ def register_operator(
             raise TypeError(f"@register_operator('{name}') must decorate an upbench.Upsampler subclass, got {cls!r}")
         if name != name.lower() or not name.replace("_", "").isalnum():
             raise ValueError(f"operator name must be lowercase snake_case, got '{name}'")
+        if guide_passthrough and not guided:
+            raise ValueError(f"operator '{name}': guide_passthrough=True needs guided=True")
         for key in (name, *aliases):
             existing = _operators.get(_aliases.get(key, key))
             if existing is not None:
@@ -99,6 +102,7 @@ def register_operator(
             name=name,
             title=title,
             guided=guided,
+            guide_passthrough=guide_passthrough,
             learnable=learnable,
             paper=paper,
             scales=tuple(scales) if scales is not None else None,

@@ -9,7 +9,9 @@ upsampler) -> training -> metrics and profilers -> rows. Layout of a run directo
     RUN_DIR/results.{csv,parquet}  exports derived from it
     RUN_DIR/cells.json          ids of the suite's current cells (other cells in results are stale)
     RUN_DIR/.lock               held by the one runner working in this folder
-    RUN_DIR/cells/<cell_id>/    config.json, rows.jsonl, model.pt, checkpoints/, error.txt (if it failed)
+    RUN_DIR/cells/<cell_id>/    config.json, rows.jsonl, model.pt, per_image.parquet (train cells: the
+                                per-image metric counts, see upbench.metrics.per_image), checkpoints/,
+                                error.txt (if it failed)
 
 Re-running the same suite into the same directory skips every finished cell; an interrupted
 cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
@@ -198,13 +200,16 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         mode=ev["mode"],
         crop_size=ev["crop_size"],
         stride=ev["stride"],
+        per_image=True,
         **c.get("metrics", {}),
     )
     save_atomic(model.state_dict(), cell_dir / "model.pt")
+    _write_per_image(cell_dir, scores.pop("per_image"))
 
     rows = [
         _cell_row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores
     ]
+    rows.append(_cell_row("BF_tolerance_px", scores.get("BF_tolerance_px"), "px"))
     for k, v in enumerate(scores.get("IoU", [])):
         rows.append(_cell_row(f"IoU_class_{k}", v, "fraction"))
     rows.append(_cell_row("train_time", result.wall_time_s, "s"))  # the trainer's, summed over resumed sessions
@@ -218,7 +223,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
 
 def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, device: str) -> list[dict[str, Any]]:
     """Params of model and operator(s), GMACs and latency of the model at batch 1."""
-    from upbench.profiling import count_macs, count_params, measure_latency, measure_peak_memory
+    from upbench.profiling import count_macs, count_params, measure_latency
 
     prof = c["profile"]
     model.eval()
@@ -228,17 +233,13 @@ def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, devi
     x = torch.randn(1, 3, h, w, device=device)
     p = count_params(model)
     rows = [_cell_row("params", p["total"], "count"), _cell_row("params_trainable", p["trainable"], "count")]
-    op_params = sum(count_params(m)["total"] for m in model.modules() if _is_upsampler(m))
-    rows.append(_cell_row("operator_params", op_params, "count"))
+    rows.append(_cell_row("operator_params", operator_params(model), "count"))
     macs = count_macs(model, (x,))
     rows.append(_cell_row("gmacs", macs.total / 1e9, "GMAC"))
     if macs.unsupported:
         rows[-1]["error"] = "fvcore skipped ops: " + ", ".join(sorted(macs.unsupported))
     rows.append(_cell_row("image_size", h, "px"))
-    with torch.no_grad():
-        peak = measure_peak_memory(lambda: model(x), device=device)
-    if peak is not None:
-        rows.append(_cell_row("peak_memory", peak / 2**20, "MiB"))
+    rows += _peak_memory_rows(lambda: model(x), device, prof["warmup"], prof["iters"])
     if prof["latency"]:
         with torch.no_grad():
             stats = measure_latency(lambda: model(x), device=device, warmup=prof["warmup"], iters=prof["iters"])
@@ -248,10 +249,42 @@ def _profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, devi
     return rows
 
 
-def _is_upsampler(m: torch.nn.Module) -> bool:
+def operator_params(model: torch.nn.Module) -> int:
+    """Parameters of everything that exists only because of the operator (its instances and the
+    plain model's image stem of a guided operator; see ``SegmentationModel.operator_modules``)."""
+    from upbench.profiling import count_params
     from upbench.upsampler import Upsampler
 
-    return isinstance(m, Upsampler)
+    modules = model.operator_modules() if hasattr(model, "operator_modules") else None
+    if modules is None:
+        modules = [m for m in model.modules() if isinstance(m, Upsampler)]
+    return sum(count_params(m)["total"] for m in modules)
+
+
+def _peak_memory_rows(fn: Any, device: str, warmup: int, iters: int) -> list[dict[str, Any]]:
+    """Peak memory of ``fn`` over ``iters`` calls after ``warmup`` untimed ones: median, IQR, q1, q3, n."""
+    import numpy as np
+
+    from upbench.profiling import measure_peak_memory
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        peaks = [measure_peak_memory(fn, device=device) for _ in range(max(1, iters))]
+    mib = np.array([p / 2**20 for p in peaks if p is not None])
+    if mib.size == 0:
+        return []
+    q1, median, q3 = np.percentile(mib, [25, 50, 75])
+    rows = [_cell_row("peak_memory", float(median), "MiB", "median")]
+    rows += [_cell_row("peak_memory", float(v), "MiB", stat) for stat, v in (("iqr", q3 - q1), ("q1", q1), ("q3", q3))]
+    return rows + [_cell_row("peak_memory", int(mib.size), "count", "n")]
+
+
+def _write_per_image(cell_dir: Path, frame: Any) -> None:
+    """``cells/<id>/per_image.parquet``: the per-image counts behind every accuracy metric."""
+    from upbench.metrics.per_image import FILE_NAME, write_per_image
+
+    write_per_image(cell_dir / FILE_NAME, frame)
 
 
 # --------------------------------------------------------------------------- the loop

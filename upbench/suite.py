@@ -94,8 +94,8 @@ class ProfileSpec:
 
     enabled: bool = True
     latency: bool = True
-    warmup: NonNegativeInt = 2
-    iters: PositiveInt = 5
+    warmup: NonNegativeInt = 3  # latency and peak memory: >= 3 warm-up and >= 10 timed calls (median [IQR])
+    iters: PositiveInt = 10
     image_size: NonNegativeInt = 0  # 0: the evaluation crop/size of the dataset
 
 

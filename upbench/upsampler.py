@@ -34,6 +34,11 @@ class OperatorInfo:
         name: registry key, lowercase snake_case.
         title: human-readable name with the paper's capitalisation.
         guided: whether the operator needs the HR ``guide``.
+        guide_passthrough: whether the output can carry guide content directly (a term that is a
+            function of the guide alone, as FADE's gate ``g * guide``), rather than only LR
+            features weighted by guide-derived coefficients (SAPA, ReSFU). Such an operator can
+            hand the guide to the classifier and bypass upsampling; compare it with
+            ``guided_bilinear``.
         learnable: whether the operator has learnable parameters with its default options.
         paper: reference (e.g. ``"arXiv:2407.02283"``); empty for textbook baselines.
         scales: supported integer scales, or ``None`` for any integer >= 2.
@@ -50,6 +55,7 @@ class OperatorInfo:
     name: str
     title: str
     guided: bool
+    guide_passthrough: bool = False
     learnable: bool = True
     paper: str = ""
     scales: tuple[int, ...] | None = None

@@ -81,6 +81,12 @@ class SegmentationModel(nn.Module):
         """The operator instances of the head (1 for plain, 3 for jump, 6 for cascade)."""
         return [m for m in self.modules() if isinstance(m, Upsampler)]
 
+    def operator_modules(self) -> list[nn.Module]:
+        """Everything that exists only because of the operator: its instances and, in the plain
+        model, the image stem built for guided operators (the cost attributed to the operator)."""
+        stem = getattr(self.head, "stem", None)
+        return [*self.upsamplers(), *([stem] if isinstance(stem, nn.Module) else [])]
+
     def param_groups(self, base_lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: operator groups at ``base_lr * lr_mult``, the rest at ``base_lr``.
 

@@ -18,7 +18,8 @@ Returned dict (all scores are fractions in [0, 1]):
     targets) and its nanmean.
 ``BF``, ``BF_precision``, ``BF_recall``, ``BF_class`` (list)
     Csurka et al. 2013, variant pinned in :mod:`upbench.metrics.bfscore`: F1 per class per image
-    with tolerance 0.75 % of the diagonal (``bf_tolerance``) or ``bf_tolerance_px`` pixels;
+    with tolerance 0.75 % of the diagonal (``bf_tolerance``) but never less than 1 px, or
+    ``bf_tolerance_px`` pixels; ``BF_tolerance_px`` is the tolerance used (mean over images);
     per-image BF = mean over the classes present in the image's target or prediction; ``BF`` =
     mean over images (likewise P and R). ``BF_class[c]`` = mean F1 over the images where c is
     present.
@@ -34,7 +35,9 @@ is NaN exactly when the dataset does not define it (the class never occurs, or n
 band); a summary is NaN only when no class or image defines it, e.g. when every pixel is ignored.
 An all-ignore image adds nothing. A single-class image predicted right scores 1 everywhere (its
 band is the image-border ring; it has no contour, which counts as P = R = 1). ``boundary=False``
-skips BF and BIoU, which are then NaN. Per-class lists use float NaN; writers of JSON should
+skips BF and BIoU, which are then NaN. ``SegmentationMetrics(..., per_image=True)`` also keeps
+the per-image counts (:mod:`upbench.metrics.per_image`), from which every score can be
+recomputed on any subset of the images. Per-class lists use float NaN; writers of JSON should
 map NaN to null.
 """
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from upbench.metrics.confusion import class_counts_per_image
 from upbench.metrics.inputs import IGNORED
 from upbench.metrics.morphology import window_max_2d
 
@@ -51,18 +52,20 @@ def inner_bands(labels: Tensor, num_classes: int, widths: Sequence[int]) -> list
 
 def biou_counts(pred: Tensor, target: Tensor, num_classes: int, widths: Sequence[int]) -> list[tuple[Tensor, Tensor]]:
     """Per width: per-class band intersection and union ``(K,), (K,)`` summed over the images."""
+    return [(inter.sum(0), union.sum(0)) for inter, union in biou_counts_per_image(pred, target, num_classes, widths)]
+
+
+def biou_counts_per_image(
+    pred: Tensor, target: Tensor, num_classes: int, widths: Sequence[int]
+) -> list[tuple[Tensor, Tensor]]:
+    """Per width: band intersection and union per image and class ``(N, K), (N, K)``."""
     stacked = torch.stack([target, pred])
     agree = target == pred
     out = []
     for band in inner_bands(stacked, num_classes, widths):
         band_t, band_p = band[0], band[1]
-        count_t = _masked_bincount(target, band_t, num_classes)
-        count_p = _masked_bincount(pred, band_p, num_classes)
-        inter = _masked_bincount(target, band_t & band_p & agree, num_classes)
+        count_t = class_counts_per_image(target, band_t, num_classes)
+        count_p = class_counts_per_image(pred, band_p, num_classes)
+        inter = class_counts_per_image(target, band_t & band_p & agree, num_classes)
         out.append((inter, count_t + count_p - inter))
     return out
-
-
-def _masked_bincount(labels: Tensor, mask: Tensor, num_classes: int) -> Tensor:
-    codes = torch.where(mask, labels, num_classes).flatten()
-    return torch.bincount(codes, minlength=num_classes + 1)[:num_classes]

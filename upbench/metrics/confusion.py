@@ -16,13 +16,28 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return counts[:-1].view(num_classes, num_classes)
 
 
-def per_image_presence(labels: Tensor, num_classes: int) -> Tensor:
-    """Bool ``(N, K)``: whether image ``n`` has a labelled pixel of class ``k`` in ``labels``."""
+def class_counts_per_image(labels: Tensor, mask: Tensor, num_classes: int) -> Tensor:
+    """``(N, K)`` int64: pixels of each class inside ``mask`` in each image of ``labels[N, H, W]``."""
     n = labels.shape[0]
     image = torch.arange(n, device=labels.device).view(n, 1, 1)
-    codes = torch.where(labels != IGNORED, image * num_classes + labels, n * num_classes)
-    counts = torch.bincount(codes.flatten(), minlength=n * num_classes + 1)
-    return counts[:-1].view(n, num_classes) > 0
+    codes = torch.where(mask, image * num_classes + labels, n * num_classes).flatten()
+    return torch.bincount(codes, minlength=n * num_classes + 1)[:-1].view(n, num_classes)
+
+
+def per_image_presence(labels: Tensor, num_classes: int) -> Tensor:
+    """Bool ``(N, K)``: whether image ``n`` has a labelled pixel of class ``k`` in ``labels``."""
+    return class_counts_per_image(labels, labels != IGNORED, num_classes) > 0
+
+
+def region_counts_per_image(pred: Tensor, target: Tensor, num_classes: int) -> dict[str, Tensor]:
+    """Per image and class ``(N, K)`` over labelled pixels: ``area_inter`` (the confusion diagonal),
+    ``area_target`` (its row sums) and ``area_pred`` (its column sums)."""
+    labelled = target != IGNORED
+    return {
+        "area_inter": class_counts_per_image(target, labelled & (pred == target), num_classes),
+        "area_target": class_counts_per_image(target, labelled, num_classes),
+        "area_pred": class_counts_per_image(pred, labelled, num_classes),
+    }
 
 
 def safe_ratio(num: Tensor, den: Tensor) -> Tensor:

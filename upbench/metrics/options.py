@@ -9,6 +9,9 @@ from typing import Any
 from upbench.errors import InvalidOptionError
 from upbench.validation import NonNegativeFloat, PositiveInt, check_fields, raise_if
 
+#: Floor of the diagonal-relative BF tolerance, in pixels (a 4-neighbour always matches).
+BF_MIN_TOLERANCE_PX = 1.0
+
 
 @dataclass(frozen=True)
 class MetricOptions:
@@ -16,7 +19,11 @@ class MetricOptions:
 
     Attributes:
         bf_tolerance: BF distance tolerance as a fraction of the image diagonal (Csurka et al.:
-            0.75 %).
+            0.75 %), never less than ``BF_MIN_TOLERANCE_PX`` (1 px). Below one pixel only
+            coinciding contour pixels match, so a boundary one pixel off would score BF 0 at
+            64 px (0.75 % of the diagonal is 0.68 px) but 1 at 128 px (1.36 px); with the floor
+            a one-pixel shift matches at every size, and the tolerance is the paper's from
+            about 94 px on. The tolerance used is returned as ``BF_tolerance_px``.
         bf_tolerance_px: a fixed BF tolerance in pixels; overrides ``bf_tolerance`` when set.
         biou_dilation_ratio: Boundary IoU band width as a fraction of the image diagonal (Cheng
             et al.: 2 %); the width in pixels is ``max(1, round(ratio * diagonal))``.
@@ -39,10 +46,11 @@ class MetricOptions:
             object.__setattr__(self, "bf_tolerance_px", float(self.bf_tolerance_px))
 
     def bf_radius(self, height: int, width: int) -> float:
-        """BF tolerance in pixels for an image of this size."""
+        """BF tolerance in pixels for an image of this size (``bf_tolerance_px`` if set, else
+        ``max(1, bf_tolerance * diagonal)``)."""
         if self.bf_tolerance_px is not None:
             return float(self.bf_tolerance_px)
-        return self.bf_tolerance * math.hypot(height, width)
+        return max(BF_MIN_TOLERANCE_PX, self.bf_tolerance * math.hypot(height, width))
 
     def biou_width(self, height: int, width: int) -> int:
         """Boundary IoU band width in pixels, as in the reference ``mask_to_boundary``."""

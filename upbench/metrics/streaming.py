@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from upbench.errors import InputShapeError
-from upbench.metrics.bfscore import bf_per_image
-from upbench.metrics.biou import biou_counts
-from upbench.metrics.confusion import confusion_matrix, nanmean, region_scores, safe_ratio
+from upbench.metrics.bfscore import bf_counts, bf_image_scores, bf_scores
+from upbench.metrics.biou import biou_counts_per_image
+from upbench.metrics.confusion import confusion_matrix, nanmean, region_counts_per_image, region_scores, safe_ratio
 from upbench.metrics.inputs import canonical_pairs, check_ignore_index, check_num_classes
 from upbench.metrics.options import MetricOptions, parse_options
 
@@ -29,6 +29,8 @@ class SegmentationMetrics:
         num_classes: number of classes ``K``; labels are ``0 .. K-1``.
         ignore_index: target label of pixels that never count (``None``: no such label).
         device: where the state lives; ``None`` follows the first ``update``'s data.
+        per_image: also keep, per image and class, the counts every metric is computed from
+            (:meth:`per_image_counts`; see :mod:`upbench.metrics.per_image`).
         **options: see :class:`~upbench.metrics.options.MetricOptions`.
 
     Example:
@@ -44,6 +46,7 @@ class SegmentationMetrics:
         ignore_index: int | None = 255,
         *,
         device: str | torch.device | None = None,
+        per_image: bool = False,
         **options: Any,
     ) -> None:
         check_num_classes(num_classes)
@@ -52,6 +55,7 @@ class SegmentationMetrics:
         self.ignore_index = ignore_index
         self.options: MetricOptions = parse_options(options)
         self._fixed_device = device
+        self.per_image = bool(per_image)
         self.reset()
 
     def reset(self) -> None:
@@ -67,7 +71,10 @@ class SegmentationMetrics:
             "bf_class_count": torch.zeros(k, dtype=torch.int64, device=device),
             "bf_image_sum": torch.zeros(3, dtype=torch.float64, device=device),  # P, R, F1
             "bf_image_count": torch.zeros((), dtype=torch.int64, device=device),
+            "bf_tolerance_sum": torch.zeros((), dtype=torch.float64, device=device),  # px, over images
+            "image_count": torch.zeros((), dtype=torch.int64, device=device),
         }
+        self._images: list[dict[str, Tensor]] = []
         self._empty = True
 
     def to(self, device: str | torch.device) -> SegmentationMetrics:
@@ -90,32 +97,63 @@ class SegmentationMetrics:
     def _add(self, pred: Tensor, target: Tensor) -> None:
         k, opts, state = self.num_classes, self.options, self._state
         device = state["confusion"].device
+        n, (h, w) = target.shape[0], target.shape[-2:]
         state["confusion"] += confusion_matrix(pred, target, k).to(device)
+        state["image_count"] += n
+        radius = opts.bf_radius(h, w)
+        record: dict[str, Tensor] = {}
+        if self.per_image:
+            record = {name: t.cpu() for name, t in region_counts_per_image(pred, target, k).items()}
+            record["size"] = torch.tensor([[h, w]] * n, dtype=torch.int64)
         if not opts.boundary:
+            self._images += [record] if record else []
             return
-        h, w = target.shape[-2:]
+        state["bf_tolerance_sum"] += radius * n
         widths = (opts.biou_width(h, w), opts.biou_fixed_px)
-        for prefix, (inter, union) in zip(("biou", "biou_fixed"), biou_counts(pred, target, k, widths)):
-            state[f"{prefix}_inter"] += inter.to(device)
-            state[f"{prefix}_union"] += union.to(device)
-        precision, recall, f1, present = bf_per_image(pred, target, k, opts.bf_radius(h, w))
+        for prefix, (inter, union) in zip(("biou", "biou_fixed"), biou_counts_per_image(pred, target, k, widths)):
+            state[f"{prefix}_inter"] += inter.sum(0).to(device)
+            state[f"{prefix}_union"] += union.sum(0).to(device)
+            if self.per_image:
+                record[f"{prefix}_inter"], record[f"{prefix}_union"] = inter.cpu(), union.cpu()
+        counts = bf_counts(pred, target, k, radius)
+        precision, recall, f1, present = bf_scores(counts)
         prf = torch.stack([precision, recall, f1]) * present  # (3, N, K)
         state["bf_class_sum"] += prf.sum(1).to(device)
         state["bf_class_count"] += present.sum(0).to(device)
-        n_present = present.sum(1)
-        has_class = n_present > 0
-        per_image = prf.sum(2) / n_present.clamp_min(1)  # mean over present classes, (3, N)
+        per_image, has_class = bf_image_scores(precision, recall, f1, present)  # (3, N), (N,)
         state["bf_image_sum"] += (per_image * has_class).sum(1).to(device)
         state["bf_image_count"] += has_class.sum().to(device)
+        if self.per_image:
+            record.update({f"bf_{name}": t.cpu() for name, t in counts.items()})
+            record["bf_tolerance_px"] = torch.full((n,), radius, dtype=torch.float64)
+            self._images.append(record)
+
+    def per_image_counts(self) -> dict[str, Tensor]:
+        """The per-image counts seen since the last reset, images in ``update`` order.
+
+        Needs ``per_image=True``. Values are CPU tensors with images on dim 0: ``(N, K)`` counts
+        (``area_inter``, ``area_target``, ``area_pred``; with boundaries also ``biou_inter``,
+        ``biou_union``, ``biou_fixed_inter``, ``biou_fixed_union``, ``bf_pred_total``,
+        ``bf_pred_matched``, ``bf_target_total``, ``bf_target_matched``, ``bf_in_pred``,
+        ``bf_in_target``), ``size`` ``(N, 2)`` (height, width) and ``bf_tolerance_px`` ``(N,)``.
+        Summed over images they give the state of :meth:`state_tensors` (see
+        :func:`upbench.metrics.per_image.scores_from_counts`).
+        """
+        if not self.per_image:
+            raise InputShapeError("per_image_counts() needs SegmentationMetrics(..., per_image=True)")
+        if not self._images:
+            return {}
+        return {name: torch.cat([r[name] for r in self._images]) for name in self._images[0]}
 
     def compute(self) -> dict[str, Any]:
         """The metrics over everything seen since the last reset (see :mod:`upbench.metrics`)."""
         state = {name: t.cpu() for name, t in self._state.items()}
         out: dict[str, Any] = region_scores(state["confusion"])
+        out["BF_tolerance_px"] = float(safe_ratio(state["bf_tolerance_sum"], state["image_count"]))
         nan_list = [math.nan] * self.num_classes
         fixed_key = f"BIoU_{self.options.biou_fixed_px}px"
         if not self.options.boundary:
-            out.update({"BF": math.nan, "BIoU": math.nan, fixed_key: math.nan})
+            out.update({"BF": math.nan, "BIoU": math.nan, fixed_key: math.nan, "BF_tolerance_px": math.nan})
             out.update({"BF_precision": math.nan, "BF_recall": math.nan})
             out.update({"BF_class": nan_list, "BIoU_class": nan_list, f"{fixed_key}_class": nan_list})
             return out
@@ -151,4 +189,5 @@ class SegmentationMetrics:
             raise InputShapeError("can only merge metrics with the same num_classes and options")
         for name, tensor in other.state_tensors().items():
             self._state[name] += tensor.to(self._state[name].device)
+        self._images += other._images
         self._empty = self._empty and other._empty

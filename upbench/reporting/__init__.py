@@ -1,11 +1,13 @@
 """Reports from a run directory: tables (Markdown, LaTeX), figures, qualitative panels, mosaic index.
 
 Public API: :func:`write_report` (what ``python -m upbench report RUN_DIR`` calls),
-:func:`mosaic_index`, and for notebooks :func:`summarise` (tidy rows + seed aggregates),
+:func:`compare` (differences to a reference with paired-bootstrap intervals), :func:`mosaic_index`,
+and for notebooks :func:`summarise` (tidy rows + seed aggregates),
 :func:`train_tables` / :func:`ops_tables` with :func:`to_markdown` / :func:`to_latex`, and the
 ``*_figure`` functions of :mod:`upbench.reporting.figures`.
 """
 
+from upbench.reporting.compare import compare
 from upbench.reporting.figures import (
     FigureSkipped,
     accuracy_vs_gmacs_figure,
@@ -24,6 +26,7 @@ __all__ = [
     "accuracy_vs_gmacs_figure",
     "aggregate",
     "bf_vs_ratio_figure",
+    "compare",
     "load_rows",
     "measurements",
     "mosaic_index",

@@ -1,5 +1,9 @@
 """Figures from seed-aggregated results (matplotlib ``Figure`` objects, no pyplot state).
 
+Accuracy error bars show the 95 % bootstrap interval of the mean (``ci_low``/``ci_high`` columns,
+added by :func:`upbench.reporting.write_report` from the per-image records), else ± the std over
+seeds.
+
 Each ``*_figure`` function returns a Figure, or raises :class:`FigureSkipped` with the reason
 when its data is absent; :func:`save_figure` writes PNG and SVG with deterministic metadata so
 that re-running a report gives identical files.
@@ -46,9 +50,7 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _new_figure(
-    ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.2)
-) -> tuple[Figure, np.ndarray]:
+def _new_figure(ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.2)) -> tuple[Figure, np.ndarray]:
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -57,11 +59,34 @@ def _new_figure(
 
 def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     """One row per label and train group with ``<metric>`` and ``<metric>_std`` columns."""
-    keys = ["architecture", "protocol", "preset", "dataset", "scale", "label"]
+    keys = ["architecture", "protocol", "preset", "dataset", "scale", *_setting(train), "label"]
     sub = train[train["metric"].isin(metrics)]
     mean = sub.pivot_table(index=keys, columns="metric", values="mean", aggfunc="first")
     std = sub.pivot_table(index=keys, columns="metric", values="std", aggfunc="first", dropna=False)
-    return mean.join(std.add_suffix("_std")).reset_index().sort_values(keys, kind="mergesort")
+    wide = mean.join(std.add_suffix("_std"))
+    for bound in ("ci_low", "ci_high"):
+        if bound in sub:
+            wide = wide.join(
+                sub.pivot_table(index=keys, columns="metric", values=bound, aggfunc="first", dropna=False).add_suffix(
+                    f"_{bound}"
+                )
+            )
+    return wide.reset_index().sort_values(keys, kind="mergesort")
+
+
+def _setting(frame: pd.DataFrame) -> list[str]:
+    """``["setting_id"]`` when the frame separates settings (see :mod:`upbench.reporting.settings`)."""
+    return ["setting_id"] if "setting_id" in frame else []
+
+
+def error_bars(mean: np.ndarray, std: np.ndarray, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray:
+    """``(2, n)`` lower/upper bar lengths: the bootstrap interval where known, else ± std, else 0."""
+    mean, std = np.asarray(mean, float), np.nan_to_num(np.asarray(std, float))
+    if low is None or high is None:
+        return np.stack([std, std])
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    known = np.isfinite(low) & np.isfinite(high)
+    return np.stack([np.where(known, mean - low, std), np.where(known, high - mean, std)]).clip(min=0)
 
 
 def pareto_front(points: pd.DataFrame, cost: str, accuracy: str) -> pd.DataFrame:
@@ -82,12 +107,15 @@ def accuracy_vs_gmacs_figure(train: pd.DataFrame, accuracy: str = "mIoU") -> Fig
         raise FigureSkipped(f"no train cell has both {accuracy} and gmacs")
     wide = wide.dropna(subset=[accuracy, "gmacs"])
     colours = palette(list(wide["label"]))
-    groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale"], sort=True))
+    groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale", *_setting(wide)], sort=True))
     fig, axes = _new_figure(len(groups))
     for ax, (key, g) in zip(axes[0], groups):
-        y, err = g[accuracy] * 100, g.get(f"{accuracy}_std", pd.Series(np.nan, index=g.index)) * 100
-        for label, xi, yi, ei in zip(g["label"], g["gmacs"], y, err):
-            ax.errorbar(xi, yi, yerr=None if np.isnan(ei) else ei, fmt="o", color=colours[label], label=label)
+        y = g[accuracy] * 100
+        std = g.get(f"{accuracy}_std", pd.Series(np.nan, index=g.index)) * 100
+        low, high = (g.get(f"{accuracy}_{b}") for b in ("ci_low", "ci_high"))
+        bars = error_bars(y, std, None if low is None else low * 100, None if high is None else high * 100)
+        for i, (label, xi, yi) in enumerate(zip(g["label"], g["gmacs"], y)):
+            ax.errorbar(xi, yi, yerr=bars[:, i : i + 1], fmt="o", color=colours[label], label=label)
             ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
         front = pareto_front(g.assign(acc=y), "gmacs", "acc")
         ax.step(front["gmacs"], front["acc"], where="post", ls="--", color="0.3", lw=1, label="Pareto front")
@@ -109,10 +137,9 @@ def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
     for ax, (key, g) in zip(axes[0], panels):
         for label, lg in g.groupby("label", sort=True):
             lg = lg.sort_values("scale", kind="mergesort")
-            err = lg["std"].fillna(0).to_numpy() * 100
-            ax.errorbar(
-                lg["scale"], lg["mean"] * 100, yerr=err, marker="o", color=colours[label], label=label
-            )
+            bounds = [lg[b] * 100 if b in lg else None for b in ("ci_low", "ci_high")]
+            err = error_bars(lg["mean"] * 100, lg["std"] * 100, *bounds)
+            ax.errorbar(lg["scale"], lg["mean"] * 100, yerr=err, marker="o", color=colours[label], label=label)
         scales = sorted(g["scale"].unique())
         ax.set_xscale("log", base=2)
         ax.set_xticks(scales, [f"x{s}" for s in scales])
@@ -134,9 +161,7 @@ def ops_costs_figure(ops: pd.DataFrame) -> Figure:
     """Latency and peak memory against ratio (x) per input size (columns), one line per operator."""
     metrics = [(m, name) for m, name in OPS_METRICS if (ops["metric"] == m).any()] if not ops.empty else []
     if not metrics:
-        raise FigureSkipped(
-            "no ops rows with latency or peak memory (run an ops suite, e.g. `upbench run ops`)"
-        )
+        raise FigureSkipped("no ops rows with latency or peak memory (run an ops suite, e.g. `upbench run ops`)")
     dims = ops[["batch", "in_channels", "lr_height", "lr_width", "guide_channels"]].astype(int)
     keys = [tuple(r) for r in dims.to_numpy()]
     ops = ops.assign(size=[f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in keys])

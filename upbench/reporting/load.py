@@ -37,9 +37,7 @@ def check_run_dir(run_dir: str | Path) -> Path:
     """``run_dir`` as a Path; raise :class:`UpbenchError` unless it holds ``results.jsonl``."""
     path = Path(run_dir)
     if not (path / "results.jsonl").is_file():
-        raise UpbenchError(
-            f"{path} is not a run directory: it has no results.jsonl (run `upbench run` first)"
-        )
+        raise UpbenchError(f"{path} is not a run directory: it has no results.jsonl (run `upbench run` first)")
     return path
 
 
@@ -80,23 +78,42 @@ def aggregate(points: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
 
 
 def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """``{"rows", "train", "ops"}``: all rows and the seed-aggregated train and ops measurements."""
+    """``{"rows", "train", "ops"}``: all rows and the seed-aggregated train and ops measurements.
+
+    Train cells are aggregated over seeds only within one setting (``setting_id``: the resolved
+    configuration without seed and operator, :mod:`upbench.reporting.settings`); ``q1``/``q3``
+    are the (seed-averaged) quartiles of measurements that have them (latency, peak memory).
+    """
+    from upbench.reporting.settings import attach_setting_ids
+
     rows = load_rows(run_dir)
     points = measurements(rows)
+    train_rows, _ = attach_setting_ids(rows[rows["kind"] == "train"], run_dir)
+    keys = (*TRAIN_KEYS, "setting_id")
+    train = aggregate(measurements(train_rows), keys)
     return {
         "rows": rows,
-        "train": aggregate(points[points["kind"] == "train"], TRAIN_KEYS),
+        "train": _with_quartiles(train, train_rows, keys),
         "ops": aggregate(points[points["kind"] == "ops"], OPS_KEYS),
     }
+
+
+def _with_quartiles(summary: pd.DataFrame, rows: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    """``summary`` with ``q1`` and ``q3`` columns (NaN where a metric has no quartile rows)."""
+    cols = [*keys, "metric"]
+    quart = rows[(rows["status"] == "ok") & rows["statistic"].isin(["q1", "q3"]) & np.isfinite(rows["value"])]
+    if summary.empty or quart.empty:
+        return summary.assign(q1=np.nan, q3=np.nan)
+    wide = quart.pivot_table(index=cols, columns="statistic", values="value", aggfunc="mean", dropna=False)
+    wide = wide.reindex(columns=["q1", "q3"]).reset_index()
+    return summary.merge(wide, on=cols, how="left")
 
 
 def failures(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per cell whose ``cell`` row is not ``ok``: identity, status and error."""
     cells = rows[(rows["metric"] == CELL_METRIC) & (rows["status"] != "ok")]
     cols = ["cell_id", "kind", "label", "architecture", "protocol", "scale", "seed", "status", "error"]
-    return (
-        cells[[c for c in cols if c in cells]].sort_values("cell_id", kind="mergesort").reset_index(drop=True)
-    )
+    return cells[[c for c in cols if c in cells]].sort_values("cell_id", kind="mergesort").reset_index(drop=True)
 
 
 def suite_name(run_dir: str | Path) -> str:

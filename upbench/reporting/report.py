@@ -6,6 +6,7 @@ the main job never touches tracked files; the committed example is ``reports/qui
     report.md                  every table, links to the figures, skipped figures, failed cells
     tables/<group>.md, .tex    one table per train group and per ops setting
     tables/train_summary.csv   the seed-aggregated rows behind the tables (also ops_summary.csv)
+    tables/compare_<ref>.csv   :func:`upbench.reporting.compare` against bilinear and guided_bilinear
     figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
 
 Everything is sorted and formatted deterministically and carries no timestamp, so re-running the
@@ -20,11 +21,22 @@ from pathlib import Path
 import pandas as pd
 
 from upbench.reporting import figures, qualitative, tables
+from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
 PROVENANCE = ("git_commit", "upbench_version", "torch_version", "device", "device_name", "threads")
+HOW_TO_READ = (
+    "How to read a train table: each row is an operator, each value the mean over seeds (± std). In "
+    "parentheses, the difference to bilinear with its 95 % interval from a paired bootstrap over the "
+    "validation images (and seeds): * marks an interval that excludes 0; without *, the data cannot "
+    "tell the two apart. Bold marks a tie group: the best value and every value not significantly "
+    "worse than it. `guided_bilinear` is the control for guided operators (bilinear plus a learned "
+    "1x1 projection of the guide): `ctrl` is a guided operator's difference to it, the part of its "
+    "gain that is more than the guide reaching the output. op. params include the image stem a "
+    "guided operator adds in the plain model; latency and memory are median [q1–q3]."
+)
 
 
 def write_report(
@@ -41,18 +53,24 @@ def write_report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
     data = summarise(run_dir)
     sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(data["rows"]), ""]
+    analysis = RunBootstrap(run_dir) if not data["train"].empty else None
+    if analysis is not None:
+        data["train"] = _with_intervals(data["train"], analysis)
+        for ref in (tables.REFERENCE, tables.CONTROL):
+            frame = analysis.compare(ref)
+            if frame["n_paired"].gt(0).any():
+                _write(out / "tables" / f"compare_{ref}.csv", frame.to_csv(index=False, float_format="%.10g"))
 
-    all_tables = tables.train_tables(data["train"]) + tables.ops_tables(data["ops"])
+    all_tables = tables.train_tables(data["train"], analysis) + tables.ops_tables(data["ops"])
     for table in all_tables:
         _write(out / "tables" / f"{table.stem}.md", tables.to_markdown(table))
         _write(out / "tables" / f"{table.stem}.tex", tables.to_latex(table))
     for name in ("train", "ops"):
         if not data[name].empty:
-            _write(
-                out / "tables" / f"{name}_summary.csv", data[name].to_csv(index=False, float_format="%.10g")
-            )
+            _write(out / "tables" / f"{name}_summary.csv", data[name].to_csv(index=False, float_format="%.10g"))
+    intro = [HOW_TO_READ, ""] if any(t.intervals for t in all_tables) else []
     sections += (
-        ["## Tables", ""] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
+        ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
 
     skipped: list[str] = []
@@ -74,6 +92,18 @@ def write_report(
         sections += ["## Failed cells", "", *(_failure_line(r) for r in failed.itertuples()), ""]
     _write(out / "report.md", "\n".join(sections).rstrip("\n") + "\n")
     return out
+
+
+def _with_intervals(train: pd.DataFrame, analysis: RunBootstrap) -> pd.DataFrame:
+    """``train`` with ``ci_low``/``ci_high``: the bootstrap interval of each accuracy mean (error bars)."""
+    low, high = [], []
+    for r in train.itertuples():
+        d = None
+        if r.metric in tables.ACCURACY_METRICS and isinstance(getattr(r, "setting_id", None), str):
+            d = analysis.difference(r.setting_id, r.label, None, r.metric)
+        low.append(d.ci_low if d is not None and d.n_paired else float("nan"))
+        high.append(d.ci_high if d is not None and d.n_paired else float("nan"))
+    return train.assign(ci_low=low, ci_high=high)
 
 
 def _write(path: Path, text: str) -> None:

@@ -1,12 +1,18 @@
 """Comparison tables (Markdown and LaTeX) from seed-aggregated results.
 
-One table per group (architecture, protocol, preset, dataset, scale for train results; scale and
-input size for ops results); one row per operator label, one column per metric. A cell shows the
-mean over seeds, ``± std`` when there are several seeds (and the std is not 0), the difference to
-the ``bilinear`` row in parentheses, and ``[n=k]`` when that metric has a different number of
-seeds than the row. The
-best value of each column (highest accuracy, lowest cost, compared at the printed precision) is
-bold. Only this module rounds: stored values are never rounded.
+One table per group (architecture, protocol, preset, dataset, scale and the full resolved
+setting for train results; scale and input size for ops results); one row per operator label,
+one column per metric. A cell shows the mean over seeds, ``± std`` when there are several seeds
+(and the std is not 0), the difference to the ``bilinear`` row in parentheses, and ``[n=k]`` when
+that metric has a different number of seeds than the row.
+
+With an ``analysis`` (:class:`upbench.reporting.compare.RunBootstrap`, from the per-image
+records) accuracy differences carry their 95 % paired-bootstrap interval, ``*`` when it excludes
+0, guided operators also show their gain over the ``guided_bilinear`` control (``ctrl``), and
+bold marks the tie group: the best mean and every value not significantly worse than it. Latency
+and peak memory with quartiles show ``median [q1–q3]``; their ties and ``*`` marks come from
+overlapping interquartile ranges. Other columns bold the best value at the printed precision.
+Only this module rounds: stored values are never rounded.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 REFERENCE = "bilinear"
+CONTROL = "guided_bilinear"
 MISSING = "—"
+ACCURACY_METRICS = ("mIoU", "BF", "BIoU")
+SPREAD_METRICS = ("latency_forward", "peak_memory")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,10 @@ class Entry:
     delta: float | None
     best: bool
     decimals: int
+    ci: tuple[float, float] | None = None  # interval of ``delta``
+    marked: bool = False  # the difference is significant (interval excludes 0, or IQRs apart)
+    control: tuple[float, float, float, bool] | None = None  # gain over guided_bilinear: d, lo, hi, marked
+    spread: tuple[float, float] | None = None  # q1, q3
 
 
 @dataclass(frozen=True)
@@ -76,28 +90,48 @@ class Table:
     headers: tuple[str, ...]
     rows: tuple[tuple[str, int, tuple[Entry, ...]], ...]
     reference: str | None
+    notes: tuple[str, ...] = ()
+    intervals: bool = False
 
 
 def _round(value: float, decimals: int) -> float:
     return float(f"{value:.{decimals}f}")
 
 
-def build_table(summary: pd.DataFrame, columns: tuple[Column, ...], title: str, stem: str) -> Table:
-    """A :class:`Table` of one group's aggregated rows (columns ``label, metric, mean, std, n``)."""
+def build_table(
+    summary: pd.DataFrame,
+    columns: tuple[Column, ...],
+    title: str,
+    stem: str,
+    *,
+    analysis: Any = None,
+    setting_id: str | None = None,
+) -> Table:
+    """A :class:`Table` of one group's aggregated rows (columns ``label, metric, mean, std, n``;
+    optional ``operator``, ``q1``, ``q3``); ``analysis`` and ``setting_id`` add intervals and
+    tie groups (see the module docstring)."""
     present = set(summary["metric"])
     columns = tuple(c for c in columns if not c.optional or c.metric in present)
     labels = sorted(set(summary["label"]), key=lambda lab: (lab != REFERENCE, lab))
     stats = {(r.label, r.metric): (r.mean, r.std, int(r.n)) for r in summary.itertuples()}
+    quartiles = _quartiles(summary)
+    guided = _guided_labels(summary)
     reference = REFERENCE if REFERENCE in labels else None
-    best: dict[str, float] = {}
+    intervals = analysis is not None and setting_id is not None and _has_records(analysis, setting_id)
+    best: dict[str, set[str]] = {}
     for col in columns:
-        shown = [
-            _round(stats[(lab, col.metric)][0] * col.factor, col.decimals)
-            for lab in labels
-            if (lab, col.metric) in stats
-        ]
-        if shown:
-            best[col.metric] = max(shown) if col.higher_is_better else min(shown)
+        measured = [lab for lab in labels if (lab, col.metric) in stats]
+        if intervals and col.metric in ACCURACY_METRICS:
+            best[col.metric] = analysis.tie_group(setting_id, col.metric) & set(measured)
+        elif col.metric in SPREAD_METRICS and measured and all((lab, col.metric) in quartiles for lab in measured):
+            top = min(measured, key=lambda lab: stats[(lab, col.metric)][0])
+            best[col.metric] = {
+                lab for lab in measured if _overlap(quartiles[(lab, col.metric)], quartiles[(top, col.metric)])
+            }
+        elif measured:
+            shown = {lab: _round(stats[(lab, col.metric)][0] * col.factor, col.decimals) for lab in measured}
+            target = max(shown.values()) if col.higher_is_better else min(shown.values())
+            best[col.metric] = {lab for lab, v in shown.items() if v == target}
     rows = []
     for lab in labels:
         seeds = max((stats[(lab, c.metric)][2] for c in columns if (lab, c.metric) in stats), default=0)
@@ -111,10 +145,68 @@ def build_table(summary: pd.DataFrame, columns: tuple[Column, ...], title: str, 
             std = None if n < 2 or std is None or math.isnan(std) or std == 0 else std * abs(col.factor)
             ref = stats.get((reference, col.metric)) if reference and lab != reference else None
             delta = mean - ref[0] * col.factor if ref is not None else None
-            is_best = len(labels) > 1 and _round(mean, col.decimals) == best[col.metric]
-            entries.append(Entry(mean, std, n if n != seeds else 0, delta, is_best, col.decimals))
+            is_best = len(labels) > 1 and lab in best.get(col.metric, set())
+            extra: dict[str, Any] = {}
+            if intervals and col.metric in ACCURACY_METRICS:
+                extra = _accuracy_extra(analysis, setting_id, lab, col, ref is not None, lab in guided, labels)
+                if "delta" in extra:
+                    delta = extra.pop("delta")
+            elif col.metric in SPREAD_METRICS and (lab, col.metric) in quartiles:
+                q1, q3 = quartiles[(lab, col.metric)]
+                extra["spread"] = (q1 * col.factor, q3 * col.factor)
+                if ref is not None and (reference, col.metric) in quartiles:
+                    extra["marked"] = not _overlap(quartiles[(lab, col.metric)], quartiles[(reference, col.metric)])
+            entries.append(Entry(mean, std, n if n != seeds else 0, delta, is_best, col.decimals, **extra))
         rows.append((lab, seeds, tuple(entries)))
-    return Table(title, stem, tuple(c.header for c in columns), tuple(rows), reference)
+    return Table(title, stem, tuple(c.header for c in columns), tuple(rows), reference, intervals=intervals)
+
+
+def _quartiles(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    if not {"q1", "q3"} <= set(summary.columns):
+        return {}
+    ok = summary.dropna(subset=["q1", "q3"])
+    return {(r.label, r.metric): (float(r.q1), float(r.q3)) for r in ok.itertuples()}
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _guided_labels(summary: pd.DataFrame) -> set[str]:
+    """Labels whose operator is guided (needs the registry; none if the column is absent)."""
+    if "operator" not in summary:
+        return set()
+    from upbench.errors import UnknownOperatorError
+    from upbench.registry import operator_info
+
+    out = set()
+    for label, op in summary[["label", "operator"]].drop_duplicates().itertuples(index=False):
+        try:
+            if operator_info(str(op)).guided:
+                out.add(str(label))
+        except UnknownOperatorError:
+            continue
+    return out
+
+
+def _has_records(analysis: Any, setting_id: str) -> bool:
+    return any(analysis.seeds(setting_id, lab) for lab in analysis.labels(setting_id))
+
+
+def _accuracy_extra(
+    analysis: Any, sid: str, label: str, col: Column, has_ref: bool, guided: bool, labels: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    f = col.factor
+    if has_ref:
+        d = analysis.difference(sid, label, REFERENCE, col.metric)
+        if d.n_paired:
+            out.update(delta=d.diff * f, ci=(d.ci_low * f, d.ci_high * f), marked=d.significant)
+    if guided and label != CONTROL and CONTROL in labels:
+        c = analysis.difference(sid, label, CONTROL, col.metric)
+        if c.n_paired:
+            out["control"] = (c.diff * f, c.ci_low * f, c.ci_high * f, c.significant)
+    return out
 
 
 def _fmt(value: float, decimals: int, sign: bool = False) -> str:
@@ -127,10 +219,20 @@ def _entry_text(e: Entry, bold: tuple[str, str], pm: str) -> str:
         return MISSING
     mean = _fmt(e.mean, e.decimals)
     text = f"{bold[0]}{mean}{bold[1]}" if e.best else mean
+    if e.spread is not None:
+        text += f" [{_fmt(e.spread[0], e.decimals)}–{_fmt(e.spread[1], e.decimals)}]"
     if e.std is not None:
         text += f" {pm} {_fmt(e.std, e.decimals)}"
-    if e.delta is not None:
-        text += f" ({_fmt(e.delta, e.decimals, sign=True)})"
+    mark = "*" if e.marked else ""
+    if e.delta is not None and e.ci is not None:
+        lo, hi = (_fmt(v, e.decimals, sign=True) for v in e.ci)
+        text += f" ({_fmt(e.delta, e.decimals, sign=True)} [{lo}, {hi}]{mark})"
+    elif e.delta is not None:
+        text += f" ({_fmt(e.delta, e.decimals, sign=True)}{mark})"
+    if e.control is not None:
+        d, lo, hi, marked = e.control
+        text += f" (ctrl {_fmt(d, e.decimals, sign=True)} [{_fmt(lo, e.decimals, sign=True)}, "
+        text += f"{_fmt(hi, e.decimals, sign=True)}]{'*' if marked else ''})"
     if e.n:
         text += f" [n={e.n}]"
     return text
@@ -148,7 +250,7 @@ def to_markdown(table: Table) -> str:
     for label, seeds, entries in table.rows:
         cells = [label, str(seeds), *(_entry_text(e, ("**", "**"), "±") for e in entries)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _legend(table), ""]
+    lines += ["", _legend(table), *(f"{note}" for note in table.notes), ""]
     return "\n".join(lines)
 
 
@@ -163,7 +265,11 @@ def to_latex(table: Table) -> str:
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        r"\caption{" + _latex_escape(table.title) + r". " + _latex_escape(_legend(table)) + "}",
+        r"\caption{"
+        + _latex_escape(table.title)
+        + r". "
+        + _latex_escape(" ".join([_legend(table), *table.notes]))
+        + "}",
         r"\label{tab:" + table.stem + "}",
         r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
         r"\toprule",
@@ -179,23 +285,97 @@ def to_latex(table: Table) -> str:
 
 
 def _legend(table: Table) -> str:
-    ref = f"; (±x): difference to {table.reference}" if table.reference else "; no bilinear row, so no deltas"
-    return f"Mean ± std over n seeds{ref}; best per column in bold; {MISSING}: not measured."
+    if not table.intervals:
+        ref = f"; (±x): difference to {table.reference}" if table.reference else "; no bilinear row, so no deltas"
+        return f"Mean ± std over n seeds{ref}; best per column in bold; {MISSING}: not measured."
+    return (
+        f"Mean ± std over n seeds; (+d [lo, hi]): difference to {table.reference} paired by seed, with its "
+        "95 % paired-bootstrap interval over validation images and seeds; * where the interval excludes 0; "
+        f"ctrl: the same against {CONTROL}, the guide control (guided operators only). Bold: the best "
+        "value and every value not significantly worse (tie group). Latency and peak memory: median "
+        "[q1–q3] over the timed calls, bold and * by non-overlapping interquartile ranges. Params and "
+        "GMACs: best in bold. op. params include the image stem a guided operator adds to the plain "
+        f"model; GMACs, latency and memory are the whole model's. {MISSING}: not measured."
+    )
 
 
 def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
 
 
-def train_tables(train: pd.DataFrame) -> list[Table]:
-    """One table per (architecture, protocol, preset, dataset, scale) of aggregated train rows."""
+def train_tables(train: pd.DataFrame, analysis: Any = None) -> list[Table]:
+    """One table per train setting: (architecture, protocol, preset, dataset, scale) and, when
+    ``train`` has a ``setting_id`` column, the rest of the resolved configuration; ``analysis``
+    (a :class:`~upbench.reporting.compare.RunBootstrap`) adds intervals, tie groups and notes."""
+    keys = [*TRAIN_GROUP, *(["setting_id"] if "setting_id" in train else [])]
+    groups = list(train.groupby(keys, sort=True, dropna=False))
+    titles: dict[tuple, list[str]] = {}
+    for key, _ in groups:
+        titles.setdefault(tuple(key[:5]), []).append(key[5] if len(key) > 5 else None)
     tables = []
-    for key, group in train.groupby(list(TRAIN_GROUP), sort=True, dropna=False):
-        arch, protocol, preset, dataset, scale = key
+    for key, group in groups:
+        arch, protocol, preset, dataset, scale = key[:5]
+        sid = key[5] if len(key) > 5 else None
         title = f"{arch} / {protocol} / x{scale} ({preset}, {dataset})"
         stem = "-".join(_slug(v) for v in ("train", arch, protocol, f"x{scale}", preset, dataset))
-        tables.append(build_table(group, TRAIN_COLUMNS, title, stem))
+        siblings = titles[tuple(key[:5])]
+        if len(siblings) > 1:  # settings that differ beyond the title: name the difference
+            title += " [" + ", ".join(_differences(analysis, siblings, sid)) + "]"
+            stem += f"-{sid}"
+        table = build_table(group, TRAIN_COLUMNS, title, stem, analysis=analysis, setting_id=sid)
+        tables.append(_with_notes(table, group, analysis, sid))
     return tables
+
+
+def _differences(analysis: Any, siblings: list[str | None], sid: str | None) -> list[str]:
+    from upbench.reporting.settings import distinguishing_keys
+
+    settings = getattr(analysis, "settings", {}) if analysis is not None else {}
+    if sid is None or any(s not in settings for s in siblings):
+        return [f"setting {sid}"]
+    return distinguishing_keys([settings[s] for s in siblings])[siblings.index(sid)] or [f"setting {sid}"]
+
+
+def _with_notes(table: Table, group: pd.DataFrame, analysis: Any, sid: str | None) -> Table:
+    """Caption notes: the BF tolerance, which operators can pass the guide through, seed agreement."""
+    import dataclasses
+
+    notes = []
+    tol = group.loc[group["metric"] == "BF_tolerance_px", "mean"]
+    if not tol.empty:
+        values = sorted({round(float(v), 2) for v in tol})
+        shown = " / ".join(f"{v:.2f}" for v in values)
+        notes.append(f"BF tolerance: {shown} px (0.75 % of the image diagonal, at least 1 px).")
+    if "operator" in group:
+        from upbench.errors import UnknownOperatorError
+        from upbench.registry import operator_info
+
+        through, weighting = [], []
+        for label, op in group[["label", "operator"]].drop_duplicates().itertuples(index=False):
+            try:
+                info = operator_info(str(op))
+            except UnknownOperatorError:
+                continue
+            if info.guided:
+                (through if info.guide_passthrough else weighting).append(str(label))
+        if through or weighting:
+            notes.append(
+                "Guide passthrough (output can carry guide content directly): "
+                f"{', '.join(sorted(through)) or 'none'}; guided, only weighting LR features: "
+                f"{', '.join(sorted(weighting)) or 'none'}."
+            )
+            if CONTROL not in set(group["label"]):
+                notes.append(f"No {CONTROL} control in this setting: guided gains are not separated from the guide.")
+    if analysis is not None and sid is not None:
+        taus = []
+        for metric in ("mIoU", "BF"):
+            tau, pairs = analysis.seed_agreement(sid, metric)
+            if pairs:
+                taus.append(f"{metric} {tau:+.2f}")
+        if taus:
+            what = "Seed agreement (Kendall tau between the seeds' operator rankings, mean over seed pairs)"
+            notes.append(f"{what}: {', '.join(taus)}.")
+    return dataclasses.replace(table, notes=tuple(notes))
 
 
 def ops_tables(ops: pd.DataFrame) -> list[Table]:

@@ -25,6 +25,7 @@ def evaluate(
     stride: int | tuple[int, int] = 341,
     *,
     amp: bool = False,
+    per_image: bool = False,
     **metric_options: Any,
 ) -> dict[str, Any]:
     """Scores of ``model`` on ``dataset`` (``(image, label)`` pairs, one image at a time).
@@ -34,13 +35,15 @@ def evaluate(
     ``world``-th image and the metric states are summed over ranks; every rank returns the same
     dict. ``metric_options`` go to :class:`upbench.metrics.SegmentationMetrics`. ``amp`` uses
     float16 autocast on CUDA (ignored on CPU). The model's train/eval mode is restored after.
+    ``per_image`` adds ``"per_image"``: the per-image counts as the long table of
+    :mod:`upbench.metrics.per_image` (gathered from every rank), ``image`` = dataset index.
     """
     from upbench.metrics import SegmentationMetrics
 
     core = unwrap(model)
     device = next(core.parameters()).device
     rank, world = rank_and_world()
-    metrics = SegmentationMetrics(num_classes, ignore_index, device=device, **metric_options)
+    metrics = SegmentationMetrics(num_classes, ignore_index, device=device, per_image=per_image, **metric_options)
     was_training = core.training
     core.eval()
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else None
@@ -63,4 +66,21 @@ def evaluate(
     if world > 1:
         for t in metrics.state_tensors().values():
             all_reduce_sum_(t)
-    return metrics.compute()
+    out = metrics.compute()
+    if per_image:
+        out["per_image"] = _gather_per_image(metrics, list(range(rank, len(dataset), world)), world)
+    return out
+
+
+def _gather_per_image(metrics: Any, index: list[int], world: int) -> Any:
+    """The long per-image table of this rank's images, concatenated over ranks."""
+    import pandas as pd
+
+    from upbench.metrics.per_image import counts_to_frame
+
+    frame = counts_to_frame(metrics.per_image_counts(), index)
+    if world > 1:
+        frames: list[Any] = [None] * world
+        torch.distributed.all_gather_object(frames, frame)
+        frame = pd.concat(frames).sort_values(["image", "class"], kind="mergesort").reset_index(drop=True)
+    return frame
