@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from upbench.errors import ConfigError
@@ -36,6 +36,16 @@ class TrainConfig:
         num_workers: DataLoader worker processes (0: exact resume; see :func:`~upbench.training.train`).
         log_every: record the loss in the history every N iterations.
         find_unused_parameters: passed to DistributedDataParallel.
+        accumulate: micro-batches per optimizer step (gradient accumulation): each step still sees
+            ``batch_size`` images per process, in ``accumulate`` forward/backward passes of
+            ``batch_size / accumulate`` images whose mean losses are averaged, as DDP averages
+            the gradients of that many processes (mmseg's 8 GPUs x 2 = batch 16 on fewer GPUs).
+        poly_begin: iteration at which the poly decay starts (mmengine's ``PolyLR(begin=...)``;
+            SegFormer: 1500, after the warm-up); 0: from the start, as mmcv's poly with warm-up.
+        custom_keys: mmseg ``paramwise_cfg`` custom keys, ``{key: {lr_mult, decay_mult}}``
+            (see :mod:`upbench.architectures.paramwise`).
+        auto_no_decay: no weight decay on biases, norms, position embeddings and the class token
+            (upbench default); false reproduces mmseg configs, which decay only by ``custom_keys``.
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -57,17 +67,26 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 1
     find_unused_parameters: bool = False
+    accumulate: int = 1
+    poly_begin: int = 0
+    custom_keys: dict[str, dict[str, float]] = field(default_factory=dict)
+    auto_no_decay: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"train.optimizer '{self.optimizer}' is unknown; choose from {', '.join(OPTIMIZERS)}"
             )
-        positive = {"iters": self.iters, "batch_size": self.batch_size, "log_every": self.log_every}
+        positive = {
+            "iters": self.iters,
+            "batch_size": self.batch_size,
+            "log_every": self.log_every,
+            "accumulate": self.accumulate,
+        }
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_iters", "checkpoint_every", "num_workers"):
+        for name in ("warmup_iters", "checkpoint_every", "num_workers", "poly_begin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
@@ -76,8 +95,28 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
+        if self.batch_size % self.accumulate:
+            raise ConfigError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of train.accumulate ({self.accumulate})"
+            )
+        if self.poly_begin >= self.iters:
+            raise ConfigError(f"train.poly_begin ({self.poly_begin}) must be below train.iters ({self.iters})")
+        _check_custom_keys(self.custom_keys)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (stored in checkpoints)."""
         return asdict(self)
+
+
+def _check_custom_keys(custom_keys: object) -> None:
+    if not isinstance(custom_keys, dict):
+        raise ConfigError(f"train.custom_keys must be a table of tables, got {custom_keys!r}")
+    for key, mults in custom_keys.items():
+        if not isinstance(mults, dict):
+            raise ConfigError(f"train.custom_keys.{key} must be a table like {{lr_mult = 10.0}}, got {mults!r}")
+        for name, value in mults.items():
+            if name not in ("lr_mult", "decay_mult"):
+                raise ConfigError(f"train.custom_keys.{key}: unknown key '{name}'; valid keys: lr_mult, decay_mult")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"train.custom_keys.{key}.{name} must be a number >= 0, got {value!r}")
