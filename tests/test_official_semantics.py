@@ -139,3 +139,17 @@ def test_gradient_accumulation_equals_the_large_batch() -> None:
     assert any(not torch.equal(large[k], initial[k]) for k in large)  # training moved the weights
     for k in large:
         torch.testing.assert_close(accumulated[k], large[k], rtol=1e-4, atol=1e-6)
+
+
+def test_custom_keys_on_the_original_segformer_names_reach_the_stage_norms() -> None:
+    # FADE/SAPA train with the NVlabs SegFormer code, where the stage norms are named norm{i}
+    # (poppinace/fade@e4de4db segformer/segformer.b1_fade.512x512.ade.160k.py: same custom_keys)
+    model = build_model("hierarchical", operator="bilinear", num_classes=K)
+    assert official_names(model, "segformer")["encoder.stages.2.norm.bias"] == "backbone.norm3.bias"
+    groups = model.param_groups(
+        6e-5, 0.01, custom_keys=SEGFORMER_KEYS, custom_keys_names="segformer", auto_no_decay=False
+    )
+    stage_norm = model.encoder.stages[2]["norm"].bias
+    assert next(g for g in groups if any(p is stage_norm for p in g["params"]))["weight_decay"] == 0.0
+    with pytest.raises(ConfigError, match="custom_keys_names"):
+        TrainConfig(custom_keys_names="timm")

@@ -7,7 +7,8 @@ upsampler) -> training -> metrics and profilers -> rows. Layout of a run directo
     RUN_DIR/environment.json    where and with what it ran
     RUN_DIR/results.jsonl       the source of truth, appended cell by cell
     RUN_DIR/results.{csv,parquet}  exports derived from it
-    RUN_DIR/cells/<cell_id>/    config.json, model.pt, checkpoints/, error.txt (if it failed)
+    RUN_DIR/cells/<cell_id>/    config.json, model.pt, checkpoints/, error.txt (if it failed),
+                                pretrained.txt (keys loaded, missing, unexpected; with model.pretrained)
 
 Re-running the same suite into the same directory skips every finished cell; an interrupted
 cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
@@ -167,7 +168,14 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     val_set = build_dataset(ds["name"], split="val", root=root, **ds["val"])
 
     torch.manual_seed(c["seed"])
-    model = build_cell_model(c, info.num_classes).to(device)
+    model = build_cell_model(c, info.num_classes)
+    pretrained = c.get("model", {}).get("pretrained", "")
+    if pretrained:
+        from upbench.architectures.pretrained import load_pretrained
+
+        summary = load_pretrained(model, Path(pretrained).expanduser()).summary()
+        (cell_dir / "pretrained.txt").write_text(summary + "\n")
+    model = model.to(device)
     tcfg = TrainConfig(**{**c["train"], "seed": c["seed"]})
     t0 = time.perf_counter()
     result = train(

@@ -75,6 +75,17 @@ class DatasetSpec:
 
 
 @dataclass
+class ModelSpec:
+    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, "" for random init).
+
+    See :mod:`upbench.architectures.pretrained` for the layouts it reads (MiT: mmseg or the
+    original SegFormer release; ViT/16: mmseg/Segmenter or timm; ``.pth`` or ``.safetensors``).
+    """
+
+    pretrained: str = ""
+
+
+@dataclass
 class EvalSpec:
     """``[eval]``: inference mode and sliding-window geometry."""
 
@@ -123,6 +134,7 @@ class SuiteConfig:
     architectures: list[ArchitectureSpec] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
     train: dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
     profile: ProfileSpec = field(default_factory=ProfileSpec)
@@ -229,6 +241,8 @@ def _check_semantics(cfg: SuiteConfig) -> None:
             raise ConfigError(f"ops.modes: {m!r} is not valid; choose from 'forward', 'forward_backward'")
     if not cfg.seeds:
         raise ConfigError("seeds must list at least one seed")
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).expanduser().is_file():
+        raise ConfigError(f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist")
     if cfg.train:
         from upbench.training import TrainConfig
 
@@ -458,6 +472,8 @@ class Suite:
                 eval=dataclasses.asdict(cfg.eval),
                 profile=dataclasses.asdict(cfg.profile),
             )
+            if cfg.model.pretrained:  # only when set, so the ids of random-init cells stay as they were
+                config["model"] = dataclasses.asdict(cfg.model)
         return Cell(cell_id_of(config), kind, config)
 
 

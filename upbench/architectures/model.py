@@ -85,6 +85,7 @@ class SegmentationModel(nn.Module):
         weight_decay: float,
         *,
         custom_keys: dict[str, dict[str, float]] | None = None,
+        custom_keys_names: str = "mmseg",
         auto_no_decay: bool = True,
     ) -> list[dict[str, Any]]:
         """Optimizer groups with operator and ``custom_keys`` multipliers (see :mod:`.paramwise`).
@@ -94,7 +95,14 @@ class SegmentationModel(nn.Module):
         group carries ``lr_mult`` and ``name``; ``lr`` is already multiplied, so a plain
         ``torch.optim`` optimizer can take the list as it is.
         """
-        return paramwise_groups(self, base_lr, weight_decay, custom_keys=custom_keys, auto_no_decay=auto_no_decay)
+        return paramwise_groups(
+            self,
+            base_lr,
+            weight_decay,
+            custom_keys=custom_keys,
+            custom_keys_names=custom_keys_names,
+            auto_no_decay=auto_no_decay,
+        )
 
 
 def build_model(
@@ -116,7 +124,7 @@ def build_model(
         architecture: ``"hierarchical"`` (MiT + all-MLP head) or ``"plain"`` (ViT/16 + FCN head).
         operator: registry name of the upsampler; unguided operators get the same calls.
         num_classes: output classes ``K``.
-        preset: ``tiny``, ``b0``, ``b1`` (hierarchical) or ``tiny``, ``vit_s`` (plain);
+        preset: ``tiny``, ``b0``-``b5`` (hierarchical) or ``tiny``, ``vit_s``, ``vit_b`` (plain);
             hierarchical also ``"timm:<name>"`` for any timm feature extractor with strides
             4-32 when timm is installed (random weights, head width 256).
         scale: plain: 4 (to 1/4, the default), 8 (to 1/2) or 16 (to full resolution);

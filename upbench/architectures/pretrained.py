@@ -234,15 +234,23 @@ def encoder_rules(encoder: nn.Module, layout: str) -> list[Rule]:
     return mit_rules(encoder, layout) if isinstance(encoder, MiT) else vit_rules(encoder, layout)  # type: ignore[arg-type]
 
 
-def mmseg_names(encoder: nn.Module) -> dict[str, str]:
-    """``{upbench parameter name: mmseg parameter name}`` of a MiT/ViT encoder (empty otherwise).
+#: Layouts whose parameter names ``paramwise_cfg`` custom keys can be matched against.
+NAME_LAYOUTS = ("mmseg", "segformer")
 
-    mmseg's ``paramwise_cfg`` custom keys match these names (e.g. MiT's stage norms are
-    ``layers.{i}.2`` there, so ``'norm'`` does not reach them).
+
+def official_param_names(encoder: nn.Module, layout: str = "mmseg") -> dict[str, str]:
+    """``{upbench parameter name: official name}`` of a MiT/ViT encoder (empty for others).
+
+    ``paramwise_cfg`` custom keys match these names: in mmseg MiT's stage norms are
+    ``layers.{i}.2`` (``'norm'`` does not reach them), in the original SegFormer code they are
+    ``norm{i}`` (it does). ViT encoders always use mmseg's names (Segmenter is mmseg code).
     """
+    if layout not in NAME_LAYOUTS:
+        raise ConfigError(f"unknown parameter-name layout '{layout}'; choose from {', '.join(NAME_LAYOUTS)}")
     if not isinstance(encoder, MiT | ViT):
         return {}
-    return {target: source for target, source, _ in encoder_rules(encoder, "mmseg")}
+    layout = layout if isinstance(encoder, MiT) else "mmseg"
+    return {target: source for target, source, _ in encoder_rules(encoder, layout)}
 
 
 # --------------------------------------------------------------------------- loading

@@ -44,6 +44,8 @@ class TrainConfig:
             SegFormer: 1500, after the warm-up); 0: from the start, as mmcv's poly with warm-up.
         custom_keys: mmseg ``paramwise_cfg`` custom keys, ``{key: {lr_mult, decay_mult}}``
             (see :mod:`upbench.architectures.paramwise`).
+        custom_keys_names: whose parameter names ``custom_keys`` match: ``"mmseg"`` (mmseg 1.x,
+            ReSFU's code) or ``"segformer"`` (the original SegFormer code of FADE/SAPA/DySample).
         auto_no_decay: no weight decay on biases, norms, position embeddings and the class token
             (upbench default); false reproduces mmseg configs, which decay only by ``custom_keys``.
     """
@@ -70,6 +72,7 @@ class TrainConfig:
     accumulate: int = 1
     poly_begin: int = 0
     custom_keys: dict[str, dict[str, float]] = field(default_factory=dict)
+    custom_keys_names: Literal["mmseg", "segformer"] = "mmseg"
     auto_no_decay: bool = True
 
     def __post_init__(self) -> None:
@@ -102,6 +105,10 @@ class TrainConfig:
         if self.poly_begin >= self.iters:
             raise ConfigError(f"train.poly_begin ({self.poly_begin}) must be below train.iters ({self.iters})")
         _check_custom_keys(self.custom_keys)
+        if self.custom_keys_names not in ("mmseg", "segformer"):
+            raise ConfigError(
+                f"train.custom_keys_names '{self.custom_keys_names}' is unknown; choose from mmseg, segformer"
+            )
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,7 +19,11 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """
     if hasattr(model, "param_groups"):
         groups: list[dict[str, Any]] = model.param_groups(
-            config.lr, config.weight_decay, custom_keys=config.custom_keys, auto_no_decay=config.auto_no_decay
+            config.lr,
+            config.weight_decay,
+            custom_keys=config.custom_keys,
+            custom_keys_names=config.custom_keys_names,
+            auto_no_decay=config.auto_no_decay,
         )
     else:
         params = [p for p in model.parameters() if p.requires_grad]
