@@ -1,0 +1,201 @@
+"""The paper presets: every value pinned against the official config it cites, and their pipelines.
+
+Expected values are copied from the official files (read for this test):
+- zmhhmz/ReSFU @ 62e9d9c, mmsegmentation/configs/: segformer/segformer_mit-b1_8xb2-160k_ade20k-512x512_resfu.py,
+  segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py,
+  segmenter/segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512_resfu.py,
+  segmenter/segmenter_vit-s_mask_8xb1-160k_ade20k-512x512.py, _base_/models/segmenter_vit-b16_mask.py,
+  _base_/schedules/schedule_160k.py, _base_/datasets/ade20k.py;
+- poppinace/fade @ e4de4db, segformer/segformer.b1_fade.512x512.ade.160k.py (and its .log).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from upbench.architectures import build_model
+from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS
+from upbench.data import build_dataset
+from upbench.suite import load_suite
+from upbench.training import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MMSEG_ADE_TRAIN = {"scale": [2048, 512], "ratio_range": [0.5, 2.0], "crop_size": 512, "cat_max_ratio": 0.75}
+SEGFORMER_KEYS = {"pos_block": {"decay_mult": 0.0}, "norm": {"decay_mult": 0.0}, "head": {"lr_mult": 10.0}}
+
+
+def _train(suite: str) -> dict:
+    return load_suite(suite).config.train
+
+
+def test_segformer_b1_resfu_preset_values() -> None:
+    cfg = load_suite("paper_segformer_b1").config
+    t = cfg.train
+    # segformer_mit-b0_8xb2-160k_ade20k-512x512.py: AdamW(lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01)
+    assert (t["optimizer"], t["lr"], t["betas"], t["weight_decay"]) == ("adamw", 6e-5, [0.9, 0.999], 0.01)
+    # LinearLR(start_factor=1e-6, begin=0, end=1500); PolyLR(eta_min=0.0, power=1.0, begin=1500, end=160000)
+    assert (t["warmup_iters"], t["warmup_ratio"], t["poly_begin"], t["poly_power"], t["min_lr"]) == (
+        1500,
+        1e-6,
+        1500,
+        1.0,
+        0.0,
+    )
+    assert t["iters"] == 160000 and t["batch_size"] == 2 * 8 and t["grad_clip"] == 0.0
+    assert (t["custom_keys"], t["custom_keys_names"], t["auto_no_decay"]) == (SEGFORMER_KEYS, "mmseg", False)
+    # segformer_mit-b1_8xb2-160k_ade20k-512x512_resfu.py: upsample_cfg=dict(type='resfu', guided=True, lr_mult=500.)
+    assert cfg.options == {"resfu": {"lr_mult": 500.0}}
+    assert cfg.operators == ["bilinear", "resfu"]
+    (arch,) = cfg.architectures
+    assert (arch.name, arch.preset, arch.protocols) == ("hierarchical", "b1", ["jump"])
+    # embed_dims=64, num_heads=[1, 2, 5, 8], num_layers=[2, 2, 2, 2]
+    b1 = MIT_PRESETS["b1"]
+    assert (b1.dims, b1.heads, b1.depths, b1.embed_dim, b1.ln_eps) == (
+        (64, 128, 320, 512),
+        (1, 2, 5, 8),
+        (2, 2, 2, 2),
+        256,
+        1e-6,
+    )
+    assert cfg.dataset.name == "ade20k" and cfg.dataset.train == MMSEG_ADE_TRAIN
+    assert cfg.dataset.val == {"test_scale": [2048, 512]}
+    assert cfg.eval.mode == "whole" and cfg.profile.image_size == 512
+
+
+def test_segmenter_s_resfu_preset_values() -> None:
+    cfg = load_suite("paper_segmenter_s").config
+    t = cfg.train
+    # segmenter_vit-s_mask_8xb1-160k_ade20k-512x512.py: optimizer=dict(lr=0.001, weight_decay=0.0) over
+    # schedule_160k.py: SGD(momentum=0.9), PolyLR(eta_min=1e-4, power=0.9, begin=0, end=160000), no warm-up
+    assert (t["optimizer"], t["lr"], t["momentum"], t["weight_decay"]) == ("sgd", 0.001, 0.9, 0.0)
+    assert (t["poly_power"], t["min_lr"], t["warmup_iters"], t["iters"]) == (0.9, 1e-4, 0, 160000)
+    assert t["batch_size"] == 1 * 8 and t.get("custom_keys", {}) == {}
+    # segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512_resfu.py:
+    # upsample_cfg=dict(type='resfu', scale_factor=4, lr_mult=500)
+    assert cfg.options == {"resfu": {"lr_mult": 500.0}}
+    (arch,) = cfg.architectures
+    assert (arch.name, arch.preset, arch.scales) == ("plain", "vit_s", [4])
+    # img_size=(512, 512), embed_dims=384, num_heads=6, 12 layers, LN eps=1e-6, interpolate_mode='bicubic'
+    s = VIT_PRESETS["vit_s"]
+    assert (s.img_size, s.dim, s.heads, s.depth, s.ln_eps, s.pos_interpolation) == (512, 384, 6, 12, 1e-6, "bicubic")
+    # segmenter_vit-b16_mask.py: mean=std=[127.5] * 3;
+    # test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(480, 480))
+    stats = {"mean": [127.5] * 3, "std": [127.5] * 3}
+    assert cfg.dataset.train == {**MMSEG_ADE_TRAIN, **stats}
+    assert cfg.dataset.val == {"test_scale": [2048, 512], **stats}
+    assert (cfg.eval.mode, cfg.eval.crop_size, cfg.eval.stride) == ("slide", 512, 480)
+
+
+def test_segformer_b1_cascade_preset_values() -> None:
+    cfg = load_suite("paper_segformer_b1_cascade").config
+    t = cfg.train
+    # optimizer = dict(type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01, paramwise_cfg=...)
+    assert (t["optimizer"], t["lr"], t["betas"], t["weight_decay"]) == ("adamw", 6e-5, [0.9, 0.999], 0.01)
+    assert (t["custom_keys"], t["custom_keys_names"], t["auto_no_decay"]) == (SEGFORMER_KEYS, "segformer", False)
+    # lr_config = dict(policy='poly', warmup='linear', warmup_iters=1500, warmup_ratio=1e-6, power=1.0, min_lr=0.0)
+    assert (t["warmup_iters"], t["warmup_ratio"], t["poly_begin"], t["poly_power"], t["min_lr"]) == (
+        1500,
+        1e-6,
+        0,
+        1.0,
+        0.0,
+    )
+    # data = dict(samples_per_gpu=16) on one GPU; max_iters=160000
+    assert (t["batch_size"], t["accumulate"], t["iters"]) == (16, 1, 160000)
+    (arch,) = cfg.architectures
+    assert (arch.name, arch.preset, arch.protocols) == ("hierarchical", "b1", ["cascade"])
+    assert cfg.dataset.train == MMSEG_ADE_TRAIN and cfg.eval.mode == "whole"
+
+
+@pytest.mark.parametrize("suite", ["paper_segformer_b1", "paper_segmenter_s", "paper_segformer_b1_cascade"])
+def test_paper_cells_build_their_train_config_and_model(suite: str) -> None:
+    cells = load_suite(suite).cells()
+    assert cells
+    for cell in cells:
+        TrainConfig(**cell.config["train"])  # every key is a valid training setting
+    c = cells[-1].config
+    model = build_model(
+        c["architecture"],
+        operator=c["operator"],
+        num_classes=150,
+        preset="tiny",
+        protocol=None if c["architecture"] == "plain" else c["protocol"],
+        scale=c["scale"] if c["architecture"] == "plain" else None,
+        operator_options=c["options"],
+    )
+    assert model.upsamplers()
+
+
+def test_pretrained_path_is_checked_and_enters_the_cell(tmp_path: Path) -> None:
+    from upbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.pretrained: checkpoint file .* does not exist"):
+        load_suite("paper_segformer_b1", overrides=[f"model.pretrained={tmp_path / 'nope.pth'}"])
+    (tmp_path / "mit_b1.pth").write_bytes(b"x")
+    plain = load_suite("paper_segformer_b1").cells()
+    with_weights = load_suite("paper_segformer_b1", overrides=[f"model.pretrained={tmp_path / 'mit_b1.pth'}"]).cells()
+    assert with_weights[0].config["model"]["pretrained"].endswith("mit_b1.pth")
+    assert with_weights[0].cell_id != plain[0].cell_id
+
+
+# --------------------------------------------------------------------------- pipelines on a fixture
+@pytest.fixture
+def ade(tmp_path: Path) -> Path:
+    base = tmp_path / "ADEChallengeData2016"
+    rng = np.random.default_rng(0)
+    for split, n in (("training", 2), ("validation", 1)):
+        for i in range(n):
+            stem = f"ADE_{split[:5]}_{i:08d}"
+            (base / "images" / split).mkdir(parents=True, exist_ok=True)
+            (base / "annotations" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+                base / "images" / split / f"{stem}.jpg"
+            )
+            label = np.full((48, 64), 1, dtype=np.uint8)  # class 0 covers 87.5% ...
+            label[:, 56:] = 2  # ... class 1 the rest: most crops are dominated by one class
+            Image.fromarray(label).save(base / "annotations" / split / f"{stem}.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize("suite", ["paper_segformer_b1", "paper_segmenter_s"])
+def test_paper_pipelines_on_a_fixture(ade: Path, suite: str) -> None:
+    ds_cfg = load_suite(suite).config.dataset
+    train = build_dataset("ade20k", split="train", root=ade, augment_seed=0, **ds_cfg.train)
+    for i in range(len(train)):
+        image, label = train[i]
+        assert image.shape == (3, 512, 512) and label.shape == (512, 512)  # crop 512 (padded if smaller)
+    image, label = build_dataset("ade20k", split="val", root=ade, **ds_cfg.val)[0]
+    # mmcv rescale to fit (2048, 512) keeping the ratio: 48 x 64 -> factor min(2048/64, 512/48)
+    assert image.shape == (3, 512, 683) and label.shape == (48, 64)
+    if suite == "paper_segmenter_s":  # (x - 127.5) / 127.5
+        assert image.min() >= -1.0 and image.max() <= 1.0
+    else:
+        assert image.min() < -1.5  # ImageNet statistics: (0 - 123.675) / 58.395
+
+
+def test_cat_max_ratio_statistics_on_a_fixture(ade: Path) -> None:
+    # 48 x 64 label: class 0 in columns 0-55, class 1 in 56-63; 48 x 16 crops at a uniform left
+    # offset in 0..48. A crop is balanced (max share < 0.75) only with >= 5 class-1 columns, i.e.
+    # left in 45..48: p = 4/49. mmseg's RandomCrop checks 10 crops and keeps the 11th drawn if all
+    # fail, so P(dominated) = (45/49)^11 = 0.392 with cat_max_ratio=0.75 and 45/49 = 0.918 without.
+    def dominated_fraction(ratio: float, n: int = 300) -> float:
+        ds = build_dataset(
+            "ade20k", split="train", root=ade, scale=[64, 48], ratio_range=[1.0, 1.0], crop_size=[48, 16],
+            cat_max_ratio=ratio,
+        )  # fmt: skip
+        hits = 0
+        for seed in range(n):
+            ds.augment_seed = seed
+            _, label = ds[0]
+            counts = torch.bincount(label[label != 255].flatten())
+            hits += int(counts.max() / counts.sum() >= 0.75)
+        return hits / n
+
+    assert dominated_fraction(0.75) == pytest.approx((45 / 49) ** 11, abs=0.085)  # > 3 standard errors
+    assert dominated_fraction(1.0) == pytest.approx(45 / 49, abs=0.06)
