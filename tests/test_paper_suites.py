@@ -199,3 +199,21 @@ def test_cat_max_ratio_statistics_on_a_fixture(ade: Path) -> None:
 
     assert dominated_fraction(0.75) == pytest.approx((45 / 49) ** 11, abs=0.085)  # > 3 standard errors
     assert dominated_fraction(1.0) == pytest.approx(45 / 49, abs=0.06)
+
+
+def test_larger_presets_match_the_mmseg_configs() -> None:
+    # segformer_mit-b{2,3,4,5}_8xb2-160k_ade20k-512x512.py: embed_dims=64, num_heads=[1, 2, 5, 8],
+    # num_layers as below; decode_head keeps channels=256 from the b0 base
+    layers = {"b2": (3, 4, 6, 3), "b3": (3, 4, 18, 3), "b4": (3, 8, 27, 3), "b5": (3, 6, 40, 3)}
+    for name, depths in layers.items():
+        p = MIT_PRESETS[name]
+        assert (p.dims, p.heads, p.depths, p.sr_ratios, p.embed_dim) == (
+            (64, 128, 320, 512),
+            (1, 2, 5, 8),
+            depths,
+            (8, 4, 2, 1),
+            256,
+        )
+    # _base_/models/segmenter_vit-b16_mask.py: embed_dims=768, num_layers=12, num_heads=12, img_size 512
+    b = VIT_PRESETS["vit_b"]
+    assert (b.dim, b.depth, b.heads, b.img_size, b.ln_eps, b.pos_interpolation) == (768, 12, 12, 512, 1e-6, "bicubic")

@@ -295,3 +295,21 @@ def test_vit_class_token_joins_attention() -> None:
 def test_read_checkpoint_unwraps_model_key(tmp_path) -> None:
     torch.save({"model": {"a": torch.ones(1)}}, tmp_path / "deit.pth")
     assert list(read_checkpoint(tmp_path / "deit.pth")) == ["a"]
+
+
+def test_runner_loads_model_pretrained_and_records_it(tmp_path) -> None:
+    from tiny_suites import TINY_TRAIN_SUITE
+
+    from upbench.runner import run_suite
+    from upbench.suite import load_suite
+
+    torch.save(mit_to_mmseg(segformer_release("tiny")), tmp_path / "mit_tiny.pth")
+    (tmp_path / "tiny.toml").write_text(TINY_TRAIN_SUITE)
+    overrides = [f"model.pretrained={tmp_path / 'mit_tiny.pth'}", "train.iters=1", "profile.enabled=false"]
+    suite = load_suite(
+        tmp_path / "tiny.toml", overrides=overrides, only=["architecture=hierarchical", "operator=bilinear"]
+    )
+    run_suite(suite, out_dir=tmp_path / "run", device="cpu", progress=False)
+    (cell,) = suite.cells()
+    text = (tmp_path / "run" / "cells" / cell.cell_id / "pretrained.txt").read_text()
+    assert "(mmseg layout)" in text and "missing" not in text and "unexpected" not in text
