@@ -132,16 +132,25 @@ def test_paper_cells_build_their_train_config_and_model(suite: str) -> None:
     assert model.upsamplers()
 
 
-def test_pretrained_path_is_checked_and_enters_the_cell(tmp_path: Path) -> None:
+def test_pretrained_path_is_checked_and_enters_the_cell(tmp_path: Path, capsys) -> None:
+    from test_pretrained import mit_to_mmseg, segformer_release
+
+    from upbench.cli import main
     from upbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.pretrained: checkpoint file .* does not exist"):
         load_suite("paper_segformer_b1", overrides=[f"model.pretrained={tmp_path / 'nope.pth'}"])
-    (tmp_path / "mit_b1.pth").write_bytes(b"x")
-    plain = load_suite("paper_segformer_b1").cells()
-    with_weights = load_suite("paper_segformer_b1", overrides=[f"model.pretrained={tmp_path / 'mit_b1.pth'}"]).cells()
-    assert with_weights[0].config["model"]["pretrained"].endswith("mit_b1.pth")
-    assert with_weights[0].cell_id != plain[0].cell_id
+    torch.save(mit_to_mmseg(segformer_release("tiny")), tmp_path / "mit_tiny.pth")
+    tiny = ["architectures.0.preset=tiny"]
+    plain = load_suite("paper_segformer_b1", overrides=tiny).cells()
+    with_weights = load_suite("paper_segformer_b1", overrides=[*tiny, f"model.pretrained={tmp_path / 'mit_tiny.pth'}"])
+    cells = with_weights.cells()
+    assert cells[0].config["model"]["pretrained"].endswith("mit_tiny.pth")
+    assert cells[0].cell_id != plain[0].cell_id
+    # a checkpoint of another size is one clear line (exit code 2) at plan time, before any training
+    assert main(["plan", "paper_segformer_b1", "--set", f"model.pretrained={tmp_path / 'mit_tiny.pth'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has shape (16, 3, 7, 7) but the MiT preset's" in err
 
 
 # --------------------------------------------------------------------------- pipelines on a fixture

@@ -304,7 +304,9 @@ def test_runner_loads_model_pretrained_and_records_it(tmp_path) -> None:
     from upbench.suite import load_suite
 
     torch.save(mit_to_mmseg(segformer_release("tiny")), tmp_path / "mit_tiny.pth")
-    (tmp_path / "tiny.toml").write_text(TINY_TRAIN_SUITE)
+    plain = '[[architectures]]\nname = "plain"\npreset = "tiny"\nscales = [4]\n'
+    assert plain in TINY_TRAIN_SUITE
+    (tmp_path / "tiny.toml").write_text(TINY_TRAIN_SUITE.replace(plain, ""))  # one pretrained path: MiT only
     overrides = [f"model.pretrained={tmp_path / 'mit_tiny.pth'}", "train.iters=1", "profile.enabled=false"]
     suite = load_suite(
         tmp_path / "tiny.toml", overrides=overrides, only=["architecture=hierarchical", "operator=bilinear"]

@@ -241,8 +241,14 @@ def _check_semantics(cfg: SuiteConfig) -> None:
             raise ConfigError(f"ops.modes: {m!r} is not valid; choose from 'forward', 'forward_backward'")
     if not cfg.seeds:
         raise ConfigError("seeds must list at least one seed")
-    if cfg.model.pretrained and not Path(cfg.model.pretrained).expanduser().is_file():
-        raise ConfigError(f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist")
+    if cfg.model.pretrained:
+        from upbench.architectures.pretrained import check_pretrained
+
+        path = Path(cfg.model.pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist")
+        for arch in cfg.architectures:  # keys and shapes checked now, not when the first cell starts
+            check_pretrained(path, arch.name, arch.preset)
     if cfg.train:
         from upbench.training import TrainConfig
 

@@ -283,3 +283,17 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     encoder.load_state_dict(new, strict=False)
     report.loaded = len(new)
     return report
+
+
+def check_pretrained(path: str | Path, architecture: str, preset: str) -> LoadReport:
+    """Dry run of :func:`load_pretrained` into a fresh encoder of ``preset`` (errors before any training)."""
+    from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS, lookup
+    from upbench.architectures.timm_backbone import PREFIX
+
+    if preset.startswith(PREFIX):
+        raise ConfigError(f"model.pretrained loads MiT and ViT presets only, not '{preset}' (timm loads its own)")
+    if architecture == "hierarchical":
+        encoder: nn.Module = MiT(lookup(MIT_PRESETS, preset, architecture))  # type: ignore[arg-type]
+    else:
+        encoder = ViT(lookup(VIT_PRESETS, preset, architecture))  # type: ignore[arg-type]
+    return load_pretrained(encoder, path)
