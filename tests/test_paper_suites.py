@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from upbench.architectures import build_model
 from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS
@@ -111,6 +112,8 @@ def test_segformer_b1_cascade_preset_values() -> None:
     (arch,) = cfg.architectures
     assert (arch.name, arch.preset, arch.protocols) == ("hierarchical", "b1", ["cascade"])
     assert cfg.dataset.train == MMSEG_ADE_TRAIN and cfg.eval.mode == "whole"
+    # MultiScaleFlipAug(img_scale=(2048, 512)) with AlignedResize(keep_ratio=True, size_divisor=32)
+    assert cfg.dataset.val == {"test_scale": [2048, 512], "test_size_divisor": 32}
 
 
 @pytest.mark.parametrize("suite", ["paper_segformer_b1", "paper_segmenter_s", "paper_segformer_b1_cascade"])
@@ -170,6 +173,20 @@ def ade(tmp_path: Path) -> Path:
             label[:, 56:] = 2  # ... class 1 the rest: most crops are dominated by one class
             Image.fromarray(label).save(base / "annotations" / split / f"{stem}.png")
     return tmp_path
+
+
+def test_aligned_resize_on_a_fixture(ade: Path) -> None:
+    # the original SegFormer AlignedResize: mmcv rescale to fit (2048, 512), then a second bilinear
+    # resize to the next multiples of 32: 48 x 64 -> 512 x 683 -> 512 x 704
+    val = load_suite("paper_segformer_b1_cascade").config.dataset.val
+    image, label = build_dataset("ade20k", split="val", root=ade, **val)[0]
+    raw, _ = build_dataset("ade20k", split="val", root=ade, mean=[0, 0, 0], std=[1, 1, 1])[0]
+    once = F.interpolate(raw[None], size=(512, 683), mode="bilinear", align_corners=False)
+    twice = F.interpolate(once, size=(512, 704), mode="bilinear", align_corners=False)[0]
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    assert image.shape == (3, 512, 704) and label.shape == (48, 64)
+    torch.testing.assert_close(image, (twice - mean) / std, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("suite", ["paper_segformer_b1", "paper_segmenter_s"])

@@ -62,6 +62,7 @@ def build_ade20k(
     ratio_range: tuple[float, float] = (0.5, 2.0),
     cat_max_ratio: float = 0.75,
     test_scale: tuple[int, int] | None = None,
+    test_size_divisor: int = 1,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
     count: int | None = None,
@@ -73,7 +74,8 @@ def build_ade20k(
     ``scale = (long, short)``, random crop ``crop_size`` with ``cat_max_ratio``, flip,
     photometric distortion, normalisation, padding to ``crop_size`` (label 255). Without it the
     dataset yields the original image (normalised) and the original label; ``test_scale``
-    resizes only the image (aspect kept), e.g. ``[2048, 512]`` for mmseg's test pipeline.
+    resizes only the image (aspect kept), e.g. ``[2048, 512]`` for mmseg's test pipeline, and
+    ``test_size_divisor = 32`` then resizes it to multiples of 32 (the original SegFormer code).
     ``mean``/``std`` normalise RGB on the 0-255 scale (ImageNet statistics by default; mmseg's
     Segmenter configs use 127.5 for both). ``count`` keeps the first ``count`` samples (sorted
     by file name).
@@ -102,6 +104,7 @@ def build_ade20k(
         ratio_range=ratio_range,
         cat_max_ratio=cat_max_ratio,
         test_scale=test_scale,
+        test_size_divisor=test_size_divisor,
         mean=mean,
         std=std,
     )

@@ -76,11 +76,15 @@ def train_pipeline(
 def val_pipeline(
     *,
     test_scale: tuple[int, int] | None = None,
+    test_size_divisor: int = 1,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
-    """Normalisation, and with ``test_scale`` an image-only aspect-preserving resize."""
-    steps = [] if test_scale is None else [Resize(test_scale, resize_label=False)]
+    """Normalisation, and with ``test_scale`` an image-only aspect-preserving resize.
+
+    ``test_size_divisor`` > 1 then aligns the resized image to its multiples (``AlignedResize``).
+    """
+    steps = [] if test_scale is None else [Resize(test_scale, resize_label=False, size_divisor=test_size_divisor)]
     return Compose([*steps, Normalize(mean, std)])
 
 
@@ -103,6 +107,7 @@ def make_transform(
     ratio_range: Any = (0.5, 2.0),
     cat_max_ratio: float = 1.0,
     test_scale: Any = None,
+    test_size_divisor: int = 1,
     mean: Any = IMAGENET_MEAN,
     std: Any = IMAGENET_STD,
 ) -> tuple[Compose, bool]:
@@ -122,4 +127,5 @@ def make_transform(
         )
         return pipeline, True
     test = None if test_scale is None else as_pair(test_scale, "test_scale")
-    return val_pipeline(test_scale=test, **stats), False
+    divisor = as_count(test_size_divisor, "test_size_divisor")
+    return val_pipeline(test_scale=test, test_size_divisor=divisor or 1, **stats), False
