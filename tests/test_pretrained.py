@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -218,8 +219,8 @@ def test_bad_files_are_one_clear_error(tmp_path) -> None:
     torch.save(timm_vit("tiny", 8), tmp_path / "vit.pth")
     with pytest.raises(ConfigError, match="is not a MiT checkpoint"):
         load_pretrained(model, tmp_path / "vit.pth")
-    (tmp_path / "x.npz").write_bytes(b"")
-    with pytest.raises(ConfigError, match="npz layout is not supported"):
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="cannot be read"):
         load_pretrained(model, tmp_path / "x.npz")
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     with pytest.raises(ConfigError, match="cannot be read"):
@@ -315,3 +316,64 @@ def test_runner_loads_model_pretrained_and_records_it(tmp_path) -> None:
     (cell,) = suite.cells()
     text = (tmp_path / "run" / "cells" / cell.cell_id / "pretrained.txt").read_text()
     assert "(mmseg layout)" in text and "missing" not in text and "unexpected" not in text
+
+
+def augreg_npz(preset: str, grid: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random big_vision/augreg ViT .npz (Flax names and shapes, as timm's _load_weights reads them)."""
+    cfg = VIT_PRESETS[preset]
+    rng = np.random.default_rng(seed)
+    d, heads, h = cfg.dim, cfg.heads, cfg.dim * cfg.mlp_ratio
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    out = {
+        "embedding/kernel": r(16, 16, 3, d),  # HWIO
+        "embedding/bias": r(d),
+        "cls": r(1, 1, d),
+        "Transformer/posembed_input/pos_embedding": r(1, 1 + grid * grid, d),
+        "Transformer/encoder_norm/scale": r(d),
+        "Transformer/encoder_norm/bias": r(d),
+        "head/kernel": r(d, 1000),
+        "head/bias": r(1000),
+    }
+    for j in range(cfg.depth):
+        b = f"Transformer/encoderblock_{j}"
+        for norm in ("LayerNorm_0", "LayerNorm_2"):
+            out[f"{b}/{norm}/scale"], out[f"{b}/{norm}/bias"] = r(d), r(d)
+        for name in ("query", "key", "value"):
+            att = f"{b}/MultiHeadDotProductAttention_1/{name}"
+            out[f"{att}/kernel"], out[f"{att}/bias"] = r(d, heads, d // heads), r(heads, d // heads)
+        att = f"{b}/MultiHeadDotProductAttention_1/out"
+        out[f"{att}/kernel"], out[f"{att}/bias"] = r(heads, d // heads, d), r(d)
+        out[f"{b}/MlpBlock_3/Dense_0/kernel"], out[f"{b}/MlpBlock_3/Dense_0/bias"] = r(d, h), r(h)
+        out[f"{b}/MlpBlock_3/Dense_1/kernel"], out[f"{b}/MlpBlock_3/Dense_1/bias"] = r(h, d), r(d)
+    return out
+
+
+def test_augreg_npz_loads_with_flax_semantics(tmp_path) -> None:
+    arrays = augreg_npz("tiny", grid=8)
+    np.savez(tmp_path / "augreg.npz", **arrays)
+    model = build_model("plain", operator="bilinear", num_classes=K, preset="tiny")
+    report = load_pretrained(model, tmp_path / "augreg.npz")
+    assert (report.missing, report.unexpected, report.layout) == ([], [], "timm"), report.summary()
+    enc = model.encoder
+    d = enc.dim
+    x = torch.randn(5, d)
+    blk = "Transformer/encoderblock_1/MultiHeadDotProductAttention_1"
+    with torch.no_grad():
+        qkv = enc.blocks[1].qkv(x)
+        # Flax DenseGeneral: q[n, h, e] = sum_c x[n, c] kernel[c, h, e] + bias[h, e]
+        for i, name in enumerate(("query", "key", "value")):
+            ref = np.einsum("nc,che->nhe", x.numpy(), arrays[f"{blk}/{name}/kernel"]) + arrays[f"{blk}/{name}/bias"]
+            torch.testing.assert_close(qkv[:, i * d : (i + 1) * d], torch.from_numpy(ref).reshape(5, d))
+        heads = torch.randn(5, d)
+        ref = np.einsum("nhe,hec->nc", heads.numpy().reshape(5, enc.blocks[1].heads, -1), arrays[f"{blk}/out/kernel"])
+        torch.testing.assert_close(enc.blocks[1].proj(heads), torch.from_numpy(ref + arrays[f"{blk}/out/bias"]))
+        mlp = "Transformer/encoderblock_1/MlpBlock_3/Dense_0"
+        ref = x.numpy() @ arrays[f"{mlp}/kernel"] + arrays[f"{mlp}/bias"]
+        torch.testing.assert_close(enc.blocks[1].mlp[0](x), torch.from_numpy(ref))
+        img = torch.randn(1, 3, 16, 16)
+        ref = np.einsum("chw,hwco->o", img[0].numpy(), arrays["embedding/kernel"]) + arrays["embedding/bias"]
+        torch.testing.assert_close(enc.patch_embed(img)[0, :, 0, 0], torch.from_numpy(ref), rtol=1e-4, atol=1e-4)
+    assert torch.equal(enc.cls_token.detach(), torch.from_numpy(arrays["cls"]))

@@ -17,6 +17,7 @@ Layouts (detected from the keys; every name comes from the official code or conv
 - ViT ``timm``: timm's ``VisionTransformer`` (``.pth``/``.bin``/``.safetensors``):
   ``patch_embed.proj``, ``blocks.{j}`` (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
   ``mlp.fc1``, ``mlp.fc2``), final ``norm``; ``head``/``fc_norm``/``pre_logits`` are ignored.
+  The big_vision/augreg ``.npz`` files are read in this layout (:func:`augreg_to_timm`).
 
 A checkpoint's position embedding on another grid (24 x 24 for the 384 px files) is resized to
 the model's grid as mmseg's ``VisionTransformer.init_weights`` does (``resize_pos_embed`` with
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -88,10 +90,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
             ) from None
         state: object = load_file(str(path))
     elif path.suffix == ".npz":
-        raise ConfigError(
-            f"pretrained checkpoint '{path}': the big_vision/augreg .npz layout is not supported; "
-            "use timm's .pth/.safetensors of the same weights (e.g. vit_small_patch16_384.augreg_in21k_ft_in1k)"
-        )
+        try:
+            with np.load(path) as arrays:
+                state = augreg_to_timm({k: arrays[k] for k in arrays.files})
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"pretrained checkpoint '{path}' cannot be read: {err}".splitlines()[0]) from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -107,6 +110,55 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     if any(k.startswith("backbone.") for k in state):
         state = {(k[len("backbone.") :] if k.startswith("backbone.") else k): v for k, v in state.items()}
     return dict(state)
+
+
+def augreg_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """A big_vision / augreg ViT ``.npz`` (Flax names) in timm's layout.
+
+    Names as read by timm's ``_load_weights``: ``embedding/kernel`` (HWIO), ``cls``,
+    ``Transformer/posembed_input/pos_embedding``, ``Transformer/encoder_norm``,
+    ``Transformer/encoderblock_{j}/`` ``LayerNorm_0``, ``MultiHeadDotProductAttention_1/{query,key,
+    value}`` (kernel (C, heads, head_dim)), ``.../out`` (kernel (heads, head_dim, C)),
+    ``LayerNorm_2``, ``MlpBlock_3/Dense_{0,1}`` (kernel (in, out)). Other arrays keep their names
+    (``head``/``pre_logits`` become ``head.*``/``pre_logits.*`` and are ignored).
+    """
+    t = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
+    out: dict[str, Tensor] = {}
+    used: set[str] = set()
+
+    def take(key: str) -> Tensor:
+        used.add(key)
+        return t[key]
+
+    if "embedding/kernel" in t:
+        out["patch_embed.proj.weight"] = take("embedding/kernel").permute(3, 2, 0, 1).contiguous()
+        out["patch_embed.proj.bias"] = take("embedding/bias")
+    for src, dst in (("cls", "cls_token"), ("Transformer/posembed_input/pos_embedding", "pos_embed")):
+        if src in t:
+            out[dst] = take(src)
+    for p, q in (("scale", "weight"), ("bias", "bias")):
+        if f"Transformer/encoder_norm/{p}" in t:
+            out[f"norm.{q}"] = take(f"Transformer/encoder_norm/{p}")
+    j = 0
+    while f"Transformer/encoderblock_{j}/LayerNorm_0/scale" in t:
+        src, dst = f"Transformer/encoderblock_{j}", f"blocks.{j}"
+        for norm, name in (("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")):
+            out[f"{dst}.{name}.weight"] = take(f"{src}/{norm}/scale")
+            out[f"{dst}.{name}.bias"] = take(f"{src}/{norm}/bias")
+        att = f"{src}/MultiHeadDotProductAttention_1"
+        qkv = [take(f"{att}/{n}/kernel") for n in ("query", "key", "value")]
+        out[f"{dst}.attn.qkv.weight"] = torch.cat([k.flatten(1).T for k in qkv])
+        out[f"{dst}.attn.qkv.bias"] = torch.cat([take(f"{att}/{n}/bias").flatten() for n in ("query", "key", "value")])
+        out[f"{dst}.attn.proj.weight"] = take(f"{att}/out/kernel").flatten(0, 1).T.contiguous()
+        out[f"{dst}.attn.proj.bias"] = take(f"{att}/out/bias")
+        for dense, name in (("Dense_0", "fc1"), ("Dense_1", "fc2")):
+            out[f"{dst}.mlp.{name}.weight"] = take(f"{src}/MlpBlock_3/{dense}/kernel").T.contiguous()
+            out[f"{dst}.mlp.{name}.bias"] = take(f"{src}/MlpBlock_3/{dense}/bias")
+        j += 1
+    for key, value in t.items():
+        if key not in used:
+            out[key.replace("/", ".")] = value
+    return out
 
 
 # --------------------------------------------------------------------------- key maps
