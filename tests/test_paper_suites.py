@@ -243,3 +243,13 @@ def test_larger_presets_match_the_mmseg_configs() -> None:
     # _base_/models/segmenter_vit-b16_mask.py: embed_dims=768, num_layers=12, num_heads=12, img_size 512
     b = VIT_PRESETS["vit_b"]
     assert (b.dim, b.depth, b.heads, b.img_size, b.ln_eps, b.pos_interpolation) == (768, 12, 12, 512, 1e-6, "bicubic")
+
+
+def test_slide_windows_match_mmseg() -> None:
+    from upbench.training.inference import window_starts
+
+    # mmseg slide_inference: grids = max(size - crop + stride - 1, 0) // stride + 1, the last window
+    # moved back inside the image. Cityscapes (segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py:
+    # crop 1024, stride 768) on 1024 x 2048 images; Segmenter (crop 512, stride 480) on a 512 x 683 image
+    assert window_starts(2048, 1024, 768) == [0, 768, 1024] and window_starts(1024, 1024, 768) == [0]
+    assert window_starts(683, 512, 480) == [0, 171] and window_starts(512, 512, 480) == [0]
