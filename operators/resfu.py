@@ -164,6 +164,15 @@ class PCDCBlock(nn.Module):
         return self.channel_compressor(v)
 
 
+def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
+    """Multiply the gradient of every parameter of ``modules`` by ``factor`` (tensor hooks, official B7)."""
+    for module in modules:
+        if module is None:
+            continue
+        for param in module.parameters():
+            param.register_hook(lambda grad: grad * factor)
+
+
 @register_operator(
     "resfu",
     title="ReSFU",
@@ -197,8 +206,10 @@ class PCDCBlock(nn.Module):
         "B3); upbench gradients are exact, so training differs from the official code there.",
         "The Gaussian kernel is a non-persistent buffer (moves with .to(), cast to the compute dtype) "
         "instead of an attribute created with .cuda() (B1); like the official one it is not in state_dict.",
-        "lr_mult is exposed through param_groups() (a learning-rate multiplier for both PCDC blocks, "
-        "GroupNorm included) instead of a gradient hook, which is a no-op under Adam (B7).",
+        "lr_mult is, as in the official module, a gradient hook (grad * lr_mult) on both PCDC blocks' "
+        "parameters, GroupNorm included: a true lr_mult x rate under SGD without weight decay, nearly a "
+        "no-op under Adam(W) (B7). Like the official hooks they are lost by copy.deepcopy. upbench adds "
+        "param_lr_mult, an optimizer param-group learning-rate multiplier on the same parameters.",
         "The scale is used for PCDC dilation, the mask and FNS, and checked against the input shapes; "
         "the official SegFormer config silently builds x2 modules for x4/x8 jumps (B6).",
         "GroupNorm of x and guide uses 32 groups (official mmseg); fewer than 32 channels use one group "
@@ -253,6 +264,7 @@ class ReSFU(Upsampler):
         radius: NonNegativeInt = 8,
         eps: PositiveFloat = 1e-3,
         lr_mult: NonNegativeFloat = 1.0,
+        param_lr_mult: NonNegativeFloat = 1.0,
         gf_scale: PositiveInt = 2,
         semantic: bool = True,
         detail: bool = True,
@@ -267,6 +279,7 @@ class ReSFU(Upsampler):
         self.kernel_size = kernel_size
         self.embedding_dim = embedding_dim
         self.lr_mult = float(lr_mult)
+        self.param_lr_mult = float(param_lr_mult)
         self.semantic = semantic
         self.detail = detail
         self.similarity = similarity
@@ -288,6 +301,8 @@ class ReSFU(Upsampler):
             block = dict(kernel_size=kernel_size, groups=groups, gn_dim=gn_dim)
             self.semantic_scores = PCDCBlock(embedding_dim, scale, **block)
             self.detail_scores = PCDCBlock(embedding_dim, scale, **block)
+        if self.lr_mult != 1.0:  # the official gradient multiplier (B7)
+            scale_gradients([self.semantic_scores, self.detail_scores], self.lr_mult)
         for m in self.modules():  # the official _init_weights (after the PCDC blocks' own init)
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.02)
@@ -348,12 +363,15 @@ class ReSFU(Upsampler):
         return (reassemble_naive if naive else reassemble)(x, attn, k, s, padding_mode="zeros")
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Two groups: the PCDC blocks (GroupNorm included) with ``lr_mult``, the rest with 1."""
+        """Two groups: the PCDC blocks (GroupNorm included) with ``param_lr_mult``, the rest with 1.
+
+        (``lr_mult``, the official option, scales these blocks' gradients instead; see the deviations.)
+        """
         blocks = [m for m in (self.semantic_scores, self.detail_scores) if m is not None]
         boosted = [p for m in blocks for p in m.parameters() if p.requires_grad]
         ids = {id(p) for p in boosted}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        groups = [{"params": rest, "lr_mult": 1.0}, {"params": boosted, "lr_mult": self.lr_mult}]
+        groups = [{"params": rest, "lr_mult": 1.0}, {"params": boosted, "lr_mult": self.param_lr_mult}]
         return [g for g in groups if g["params"]]
 
     def extra_repr(self) -> str:

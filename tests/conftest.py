@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 @pytest.fixture
@@ -15,3 +18,22 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def ade(tmp_path: Path) -> Path:
+    """A two-image ADE20K folder (48x64 images; class 0 covers 87.5 % of each label)."""
+    base = tmp_path / "ADEChallengeData2016"
+    rng = np.random.default_rng(0)
+    for split, n in (("training", 2), ("validation", 1)):
+        for i in range(n):
+            stem = f"ADE_{split[:5]}_{i:08d}"
+            (base / "images" / split).mkdir(parents=True, exist_ok=True)
+            (base / "annotations" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+                base / "images" / split / f"{stem}.jpg"
+            )
+            label = np.full((48, 64), 1, dtype=np.uint8)  # class 0 covers 87.5% ...
+            label[:, 56:] = 2  # ... class 1 the rest: most crops are dominated by one class
+            Image.fromarray(label).save(base / "annotations" / split / f"{stem}.png")
+    return tmp_path

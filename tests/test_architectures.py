@@ -127,11 +127,11 @@ def test_model_attributes() -> None:
 
 @pytest.mark.parametrize(
     ("architecture", "preset", "encoder_params"),
-    [("hierarchical", "b0", 3_319_392), ("hierarchical", "b1", 13_151_424), ("plain", "vit_s", 21_982_848)],
+    [("hierarchical", "b0", 3_319_392), ("hierarchical", "b1", 13_151_424), ("plain", "vit_s", 21_983_616)],
 )
 def test_large_presets_by_parameter_count(architecture: str, preset: str, encoder_params: int) -> None:
     # SegFormer reports 3.3 M / 13.2 M parameters for the MiT-B0 / B1 encoders; ViT-S/16 has
-    # 21.7 M without the class token and head (ours: position embedding on a 32 x 32 grid)
+    # 21.7 M without the head (ours and mmseg at 512 px: position embedding on a 32 x 32 grid + class token)
     model = build_model(architecture, operator="bilinear", num_classes=150, preset=preset)
     assert sum(p.numel() for p in model.encoder.parameters()) == encoder_params
 
@@ -149,8 +149,8 @@ def test_operator_options_are_passed() -> None:
     ("kwargs", "message"),
     [
         ({"architecture": "unet"}, "unknown architecture 'unet'; choose from hierarchical, plain"),
-        ({"architecture": "plain", "preset": "b1"}, "no preset 'b1'; choose from tiny, vit_s"),
-        ({"architecture": "hierarchical", "preset": "vit_s"}, "choose from tiny, b0, b1"),
+        ({"architecture": "plain", "preset": "b1"}, "no preset 'b1'; choose from tiny, vit_s, vit_b"),
+        ({"architecture": "hierarchical", "preset": "vit_s"}, "choose from tiny, b0, b1, b2, b3, b4, b5"),
         ({"architecture": "hierarchical", "protocol": "direct"}, "choose from jump, cascade"),
         ({"architecture": "hierarchical", "protocol": "jump", "scale": 4}, "fixed largest step x8"),
         ({"architecture": "plain", "scale": 2}, "supports scale 4, 8, 16"),
@@ -169,8 +169,8 @@ def test_unknown_operator() -> None:
         build_model("plain", operator="nope", num_classes=K)
 
 
-def test_param_groups_honour_lr_mult() -> None:
-    model = build_model("plain", operator="resfu", num_classes=K, operator_options={"lr_mult": 500.0})
+def test_param_groups_honour_param_lr_mult() -> None:
+    model = build_model("plain", operator="resfu", num_classes=K, operator_options={"param_lr_mult": 500.0})
     groups = model.param_groups(1e-3, 0.05)
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for p in model.parameters() if p.requires_grad)
@@ -196,7 +196,7 @@ def test_param_groups_hierarchical_cover_all_operators() -> None:
         operator="resfu",
         num_classes=K,
         protocol="cascade",
-        operator_options={"lr_mult": 10.0},
+        operator_options={"param_lr_mult": 10.0},
     )
     groups = model.param_groups(1.0, 0.0)
     names = {g["name"].split(".")[0] for g in groups if g["lr_mult"] == 10.0}

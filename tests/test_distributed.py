@@ -63,7 +63,10 @@ WORKER = textwrap.dedent(
         torch.equal(a, b) for a, b in zip(resumed_model.state_dict().values(), model.state_dict().values())
     )
     scores = evaluate(model, TensorDataset(images[:5], labels[:5]), 3, per_image=True)
+    accumulated = fresh()  # 2 micro-batches of 1 per step: gradients synchronised on the last one only
+    train(accumulated, data, TrainConfig(lr=1e-3, iters=2, batch_size=2, accumulate=2, seed=1), progress=False)
     out = {"rank": info.rank, "world": info.world_size, "state": model.state_dict(), "scores": scores,
+           "accumulated": accumulated.state_dict(),
            "history": result.loss_history, "resume_same": same, "data": (images, labels)}
     torch.save(out, f"{sys.argv[1]}/rank{info.rank}.pt")
     torch.distributed.destroy_process_group()
@@ -94,6 +97,8 @@ def test_two_gloo_ranks_agree(tmp_path: Path) -> None:
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     assert r0["history"] == r1["history"] and len(r0["history"]) == 3
+    for k in r0["accumulated"]:  # gradient accumulation under DDP (no_sync) keeps the replicas identical
+        assert torch.equal(r0["accumulated"][k], r1["accumulated"][k]), k
     # a crash and a resume from the checkpoint of iteration 2 give the uninterrupted result
     assert r0["resume_same"] and r1["resume_same"]
     assert (tmp_path / "crash" / "rng_rank1.pt").is_file()

@@ -308,8 +308,8 @@ def test_gradcheck_module():
     assert torch.autograd.gradcheck(op, (x, y))
 
 
-def test_param_groups_carry_lr_mult():
-    op = upbench.create_operator("resfu", 384, 4, guide_channels=32, lr_mult=500)
+def test_param_groups_carry_param_lr_mult():
+    op = upbench.create_operator("resfu", 384, 4, guide_channels=32, param_lr_mult=500)
     groups = op.param_groups()
     assert [g["lr_mult"] for g in groups] == [1.0, 500.0]
     pcdc = {id(p) for m in (op.semantic_scores, op.detail_scores) for p in m.parameters()}
@@ -319,6 +319,32 @@ def test_param_groups_carry_lr_mult():
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in op.parameters()}
     optimizer = torch.optim.SGD([{"params": g["params"], "lr": 1e-3 * g["lr_mult"]} for g in groups], lr=1e-3)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 0.5]
+
+
+def _pcdc_and_rest_grads(lr_mult: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    torch.manual_seed(0)
+    op = upbench.create_operator("resfu", 8, 2, guide_channels=8, embedding_dim=8, lr_mult=lr_mult).double()
+    x, y = inputs(1, 8, 8, 4, 4, 2, seed=1)
+    op(x, y).square().sum().backward()
+    pcdc = {id(p) for m in (op.semantic_scores, op.detail_scores) for p in m.parameters()}
+    return (
+        [p.grad for p in op.parameters() if id(p) in pcdc],
+        [p.grad for p in op.parameters() if id(p) not in pcdc],
+    )
+
+
+def test_lr_mult_multiplies_pcdc_gradients_as_the_official_hook():
+    # official mmseg/models/upsamplers/resfu.py (zmhhmz/ReSFU@62e9d9c): param.register_hook(lambda grad: grad * lr_mult)
+    # on semantic_scores and detail_scores only; the param groups are untouched.
+    pcdc_1, rest_1 = _pcdc_and_rest_grads(1.0)
+    pcdc_500, rest_500 = _pcdc_and_rest_grads(500.0)
+    assert pcdc_1 and rest_1
+    for g1, g500 in zip(pcdc_1, pcdc_500, strict=True):
+        torch.testing.assert_close(g500, 500.0 * g1, rtol=1e-12, atol=0)
+    for g1, g500 in zip(rest_1, rest_500, strict=True):
+        torch.testing.assert_close(g500, g1, rtol=0, atol=0)
+    op = upbench.create_operator("resfu", 8, 2, guide_channels=8, embedding_dim=8, lr_mult=500)
+    assert [g["lr_mult"] for g in op.param_groups()] == [1.0, 1.0]
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 2e-2), (torch.bfloat16, 1e-1)])

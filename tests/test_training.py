@@ -63,7 +63,7 @@ def test_poly_warmup_values() -> None:
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_scheduler_keeps_lr_mult_ratio(optimizer: str) -> None:
-    model = build_model("plain", operator="resfu", num_classes=K, operator_options={"lr_mult": 500.0})
+    model = build_model("plain", operator="resfu", num_classes=K, operator_options={"param_lr_mult": 500.0})
     cfg = TrainConfig(optimizer=optimizer, lr=1e-3, iters=20, warmup_iters=5, warmup_ratio=0.2)
     opt = build_optimizer(model, cfg)
     assert isinstance(opt, torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD)

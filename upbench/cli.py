@@ -121,7 +121,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """List the cells of a suite after overrides and filters."""
+    """List the cells of a suite after overrides and filters, with their estimated training compute."""
     from upbench.suite import load_suite
 
     suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu")
@@ -130,7 +130,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"suite '{suite.name}': {len(cells)} cell(s)")
     if rows:
         print(_table(rows, ["cell_id", *cells[0].label_names()]))
+    _print_costs(cells, args)
     return 0
+
+
+def _print_costs(cells: list, args: argparse.Namespace) -> None:
+    """Estimated training compute per cell and in total (see :mod:`upbench.cost`)."""
+    from upbench.cost import estimate, summary
+    from upbench.runner import resolve_device
+
+    device = resolve_device(args.device) if args.probe else "cpu"
+    costs = estimate(cells, probe=args.probe, device=device)
+    if not costs:
+        return
+    rows = [
+        [c.cell_id, "-", "-", c.source]
+        if c.hours is None
+        else [c.cell_id, f"{c.seconds_per_iter:.3f}", f"{c.hours:.2f}", c.source]
+        for c in costs
+    ]
+    print()
+    print(_table(rows, ["cell_id", "s/iter", "hours", "source"]))
+    print(summary(costs))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -202,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="list the cells a suite would run", description=cmd_plan.__doc__)
     suite_args(p)
+    p.add_argument(
+        "--probe", action="store_true", help="measure a few training steps of each cell's setting on --device"
+    )
+    p.add_argument("--device", default="auto", help="device of --probe: cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="run a suite; re-running resumes", description=cmd_run.__doc__)

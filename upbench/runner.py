@@ -12,6 +12,7 @@ upsampler) -> training -> metrics and profilers -> rows. Layout of a run directo
     RUN_DIR/cells/<cell_id>/    config.json, rows.jsonl, model.pt, per_image.parquet (train cells: the
                                 per-image metric counts, see upbench.metrics.per_image), checkpoints/,
                                 error.txt (if it failed)
+                                pretrained.txt (keys loaded, missing, unexpected; with model.pretrained)
 
 Re-running the same suite into the same directory skips every finished cell; an interrupted
 cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
@@ -181,7 +182,14 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     val_set = build_dataset(ds["name"], split="val", root=root, **ds["val"])
 
     torch.manual_seed(c["seed"])
-    model = build_cell_model(c, info.num_classes).to(device)
+    model = build_cell_model(c, info.num_classes)
+    pretrained = c.get("model", {}).get("pretrained", "")
+    if pretrained:
+        from upbench.architectures.pretrained import load_pretrained
+
+        summary = load_pretrained(model, Path(pretrained).expanduser()).summary()
+        (cell_dir / "pretrained.txt").write_text(summary + "\n")
+    model = model.to(device)
     tcfg = TrainConfig(**c["train"])
     result = train(
         model,

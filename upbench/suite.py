@@ -79,6 +79,17 @@ class DatasetSpec:
 
 
 @dataclass
+class ModelSpec:
+    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, "" for random init).
+
+    See :mod:`upbench.architectures.pretrained` for the layouts it reads (MiT: mmseg or the
+    original SegFormer release; ViT/16: mmseg/Segmenter or timm; ``.pth`` or ``.safetensors``).
+    """
+
+    pretrained: str = ""
+
+
+@dataclass
 class EvalSpec:
     """``[eval]``: inference mode and sliding-window geometry."""
 
@@ -127,6 +138,7 @@ class SuiteConfig:
     architectures: list[ArchitectureSpec] = field(default_factory=list)
     seeds: list[NonNegativeInt] = field(default_factory=lambda: [0])
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
     train: dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
     profile: ProfileSpec = field(default_factory=ProfileSpec)
@@ -166,9 +178,29 @@ def _semantic_problems(cfg: SuiteConfig) -> list[str]:
     if repeated:
         out.append(f"seeds = {cfg.seeds} repeats {', '.join(map(str, repeated))}: each seed may appear once")
     out += _train_problems(cfg)
+    out += _pretrained_problems(cfg)
     if cfg.suite.kind == "train":
         out += _dataset_problems(cfg.dataset)
     out += _operator_problems(cfg)
+    return out
+
+
+def _pretrained_problems(cfg: SuiteConfig) -> list[str]:
+    """``model.pretrained``: the file exists and its keys and shapes fit every architecture (checked now,
+    not when the first cell starts)."""
+    if not cfg.model.pretrained:
+        return []
+    from upbench.architectures.pretrained import check_pretrained
+
+    path = Path(cfg.model.pretrained).expanduser()
+    if not path.is_file():
+        return [f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist"]
+    out = []
+    for arch in cfg.architectures:
+        try:
+            check_pretrained(path, arch.name, arch.preset)
+        except ConfigError as err:
+            out.append(str(err))
     return out
 
 
@@ -491,6 +523,8 @@ class Suite:
                 metrics=dataclasses.asdict(MetricOptions()),
                 profile=dataclasses.asdict(cfg.profile),
             )
+            if cfg.model.pretrained:  # only when set, so the ids of random-init cells stay as they were
+                config["model"] = dataclasses.asdict(cfg.model)
         return Cell(cell_id_of(config), kind, config)
 
 

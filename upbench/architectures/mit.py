@@ -5,7 +5,9 @@ convolution), blocks of efficient self-attention (keys and values spatially redu
 ``sr_ratio``) and a Mix-FFN (an MLP with a depthwise 3x3 convolution), then a LayerNorm.
 Written from the paper; the layer layout follows the official code so that the B0/B1 presets have
 the published sizes (encoders of 3.3 M and 13.2 M parameters; 3.8 M and 13.7 M with the
-head at 150 classes).
+head at 150 classes) and every official checkpoint loads (:mod:`upbench.architectures.pretrained`).
+LayerNorms use eps 1e-6 (mmseg's ``MixVisionTransformer``; the original release's patch-embedding
+norms use torch's default 1e-5: a relative change of about 5e-6 for unit-variance features).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from upbench.architectures.presets import MiTPreset
 class OverlapPatchEmbed(nn.Module):
     """Strided convolution with overlapping windows, then LayerNorm over channels."""
 
-    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int) -> None:
+    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, kernel, stride, padding=kernel // 2)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
         x = self.proj(x)
@@ -33,14 +35,14 @@ class OverlapPatchEmbed(nn.Module):
 class EfficientAttention(nn.Module):
     """Multi-head self-attention whose keys/values are downsampled ``sr_ratio`` times."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int) -> None:
+    def __init__(self, dim: int, heads: int, sr_ratio: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio) if sr_ratio > 1 else None
-        self.norm = nn.LayerNorm(dim) if sr_ratio > 1 else None
+        self.norm = nn.LayerNorm(dim, eps=eps) if sr_ratio > 1 else None
 
     def forward(self, x: Tensor, h: int, w: int) -> Tensor:
         b, n, c = x.shape
@@ -74,11 +76,13 @@ class MixFFN(nn.Module):
 class MiTBlock(nn.Module):
     """Pre-norm transformer block: efficient attention and Mix-FFN, each residual."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float) -> None:
+    def __init__(
+        self, dim: int, heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float, eps: float = 1e-6
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = EfficientAttention(dim, heads, sr_ratio)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = EfficientAttention(dim, heads, sr_ratio, eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.ffn = MixFFN(dim, dim * mlp_ratio)
         self.drop_path = DropPath(drop_path)
 
@@ -102,14 +106,12 @@ class MiT(nn.Module):
         rates = iter(drop_path_rates(preset.drop_path, preset.depths))
         self.stages = nn.ModuleList()
         prev = in_channels
-        for i, (dim, depth, heads, sr) in enumerate(
-            zip(preset.dims, preset.depths, preset.heads, preset.sr_ratios)
-        ):
-            embed = OverlapPatchEmbed(prev, dim, kernel=7 if i == 0 else 3, stride=4 if i == 0 else 2)
-            blocks = nn.ModuleList(
-                MiTBlock(dim, heads, sr, preset.mlp_ratio, next(rates)) for _ in range(depth)
-            )
-            self.stages.append(nn.ModuleDict({"embed": embed, "blocks": blocks, "norm": nn.LayerNorm(dim)}))
+        for i, (dim, depth, heads, sr) in enumerate(zip(preset.dims, preset.depths, preset.heads, preset.sr_ratios)):
+            eps = preset.ln_eps
+            embed = OverlapPatchEmbed(prev, dim, kernel=7 if i == 0 else 3, stride=4 if i == 0 else 2, eps=eps)
+            blocks = nn.ModuleList(MiTBlock(dim, heads, sr, preset.mlp_ratio, next(rates), eps) for _ in range(depth))
+            norm = nn.LayerNorm(dim, eps=eps)
+            self.stages.append(nn.ModuleDict({"embed": embed, "blocks": blocks, "norm": norm}))
             prev = dim
         self.apply(_init_weights)
 

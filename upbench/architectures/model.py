@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from upbench.architectures.fcn_head import FCNHead
 from upbench.architectures.mit import MiT
+from upbench.architectures.paramwise import param_groups as paramwise_groups
 from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS, MiTPreset, ViTPreset, lookup
 from upbench.architectures.segformer_head import PROTOCOLS, SegFormerHead
 from upbench.architectures.timm_backbone import PREFIX, TimmEncoder
@@ -20,7 +21,6 @@ ARCHITECTURES = ("hierarchical", "plain")
 PLAIN_SCALES = (4, 8, 16)
 #: Largest single-step ratio of each hierarchical protocol (the ``scale`` of its cells).
 PROTOCOL_SCALES = {"jump": 8, "cascade": 2}
-_NO_DECAY = ("pos_embed",)
 
 
 class SegmentationModel(nn.Module):
@@ -58,9 +58,7 @@ class SegmentationModel(nn.Module):
         self.size_divisor = size_divisor
         self._head_takes_images = head_takes_images
 
-    def forward(
-        self, images: Tensor, return_features: bool = False
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, images: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """``images[B, 3, H, W] -> logits[B, K, H, W]`` (and the features dict if asked)."""
         if images.dim() != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
@@ -87,37 +85,30 @@ class SegmentationModel(nn.Module):
         stem = getattr(self.head, "stem", None)
         return [*self.upsamplers(), *([stem] if isinstance(stem, nn.Module) else [])]
 
-    def param_groups(self, base_lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimizer groups: operator groups at ``base_lr * lr_mult``, the rest at ``base_lr``.
+    def param_groups(
+        self,
+        base_lr: float,
+        weight_decay: float,
+        *,
+        custom_keys: dict[str, dict[str, float]] | None = None,
+        custom_keys_names: str = "mmseg",
+        auto_no_decay: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Optimizer groups with operator and ``custom_keys`` multipliers (see :mod:`.paramwise`).
 
-        Biases, normalisation weights and position embeddings get no weight decay (as mmseg's
-        SegFormer/Segmenter configs). Every group carries ``lr_mult`` and ``name``; ``lr`` is
-        already multiplied, so a plain ``torch.optim`` optimizer can take the list as it is.
+        By default biases, normalisation weights, position embeddings and the class token get no
+        weight decay (``auto_no_decay``); ``custom_keys`` follow mmseg's ``paramwise_cfg``. Every
+        group carries ``lr_mult`` and ``name``; ``lr`` is already multiplied, so a plain
+        ``torch.optim`` optimizer can take the list as it is.
         """
-        seen: set[int] = set()
-        groups: list[dict[str, Any]] = []
-        for i, op in enumerate(self.upsamplers()):
-            for j, g in enumerate(op.param_groups()):
-                params = [p for p in g["params"] if p.requires_grad and id(p) not in seen]
-                seen.update(id(p) for p in params)
-                mult = float(g.get("lr_mult", 1.0))
-                groups += _split_decay(params, f"operator{i}.{j}", base_lr * mult, weight_decay, mult, self)
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in seen]
-        groups += _split_decay(rest, "model", base_lr, weight_decay, 1.0, self)
-        return [g for g in groups if g["params"]]
-
-
-def _split_decay(
-    params: list[nn.Parameter], name: str, lr: float, weight_decay: float, lr_mult: float, model: nn.Module
-) -> list[dict[str, Any]]:
-    names = {id(p): n for n, p in model.named_parameters()}
-    no_decay = [p for p in params if p.dim() <= 1 or names.get(id(p), "").endswith(_NO_DECAY)]
-    ids = {id(p) for p in no_decay}
-    decay = [p for p in params if id(p) not in ids]
-    return [
-        {"params": decay, "lr": lr, "weight_decay": weight_decay, "lr_mult": lr_mult, "name": name},
-        {"params": no_decay, "lr": lr, "weight_decay": 0.0, "lr_mult": lr_mult, "name": f"{name}.no_decay"},
-    ]
+        return paramwise_groups(
+            self,
+            base_lr,
+            weight_decay,
+            custom_keys=custom_keys,
+            custom_keys_names=custom_keys_names,
+            auto_no_decay=auto_no_decay,
+        )
 
 
 def build_model(
@@ -139,7 +130,7 @@ def build_model(
         architecture: ``"hierarchical"`` (MiT + all-MLP head) or ``"plain"`` (ViT/16 + FCN head).
         operator: registry name of the upsampler; unguided operators get the same calls.
         num_classes: output classes ``K``.
-        preset: ``tiny``, ``b0``, ``b1`` (hierarchical) or ``tiny``, ``vit_s`` (plain);
+        preset: ``tiny``, ``b0``-``b5`` (hierarchical) or ``tiny``, ``vit_s``, ``vit_b`` (plain);
             hierarchical also ``"timm:<name>"`` for any timm feature extractor with strides
             4-32 when timm is installed (random weights, head width 256).
         scale: plain: 4 (to 1/4, the default), 8 (to 1/2) or 16 (to full resolution);
@@ -210,9 +201,7 @@ def build_model(
                 f"1/4, 1/2, full resolution); got {scale!r}"
             )
         if preset.startswith(PREFIX):
-            raise ConfigError(
-                f"timm presets ('{preset}') are available for the hierarchical architecture only"
-            )
+            raise ConfigError(f"timm presets ('{preset}') are available for the hierarchical architecture only")
         cfg = lookup(VIT_PRESETS, preset, architecture)
         assert isinstance(cfg, ViTPreset)
         encoder = ViT(cfg, in_channels)

@@ -17,6 +17,7 @@ import numpy as np
 
 from upbench.data.folder import FolderDataset, find_dataset_dir, folder_dataset, pair_files
 from upbench.data.registry import register_dataset
+from upbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 CLASS_NAMES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -61,6 +62,9 @@ def build_ade20k(
     ratio_range: tuple[float, float] = (0.5, 2.0),
     cat_max_ratio: float = 0.75,
     test_scale: tuple[int, int] | None = None,
+    test_size_divisor: int = 1,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
     count: int | None = None,
     augment_seed: int | None = None,
 ) -> FolderDataset:
@@ -70,8 +74,11 @@ def build_ade20k(
     ``scale = (long, short)``, random crop ``crop_size`` with ``cat_max_ratio``, flip,
     photometric distortion, normalisation, padding to ``crop_size`` (label 255). Without it the
     dataset yields the original image (normalised) and the original label; ``test_scale``
-    resizes only the image (aspect kept), e.g. ``[2048, 512]`` for mmseg's test pipeline.
-    ``count`` keeps the first ``count`` samples (sorted by file name).
+    resizes only the image (aspect kept), e.g. ``[2048, 512]`` for mmseg's test pipeline, and
+    ``test_size_divisor = 32`` then resizes it to multiples of 32 (the original SegFormer code).
+    ``mean``/``std`` normalise RGB on the 0-255 scale (ImageNet statistics by default; mmseg's
+    Segmenter configs use 127.5 for both). ``count`` keeps the first ``count`` samples (sorted
+    by file name).
     """
     sub = SPLIT_DIRS[split]
     base = find_dataset_dir(
@@ -97,4 +104,7 @@ def build_ade20k(
         ratio_range=ratio_range,
         cat_max_ratio=cat_max_ratio,
         test_scale=test_scale,
+        test_size_divisor=test_size_divisor,
+        mean=mean,
+        std=std,
     )

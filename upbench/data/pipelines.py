@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from upbench.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     Compose,
     Normalize,
     Pad,
@@ -56,6 +58,8 @@ def train_pipeline(
     flip_prob: float = 0.5,
     photometric: bool = True,
     ignore_index: int = 255,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
     """The augmenting training pipeline described in the module docstring."""
     steps = [
@@ -65,14 +69,33 @@ def train_pipeline(
     ]
     if photometric:
         steps.append(PhotoMetricDistortion())
-    steps += [Normalize(), Pad(crop_size, 0.0, ignore_index)]
+    steps += [Normalize(mean, std), Pad(crop_size, 0.0, ignore_index)]
     return Compose(steps)
 
 
-def val_pipeline(*, test_scale: tuple[int, int] | None = None) -> Compose:
-    """Normalisation, and with ``test_scale`` an image-only aspect-preserving resize."""
-    steps = [] if test_scale is None else [Resize(test_scale, resize_label=False)]
-    return Compose([*steps, Normalize()])
+def val_pipeline(
+    *,
+    test_scale: tuple[int, int] | None = None,
+    test_size_divisor: int = 1,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """Normalisation, and with ``test_scale`` an image-only aspect-preserving resize.
+
+    ``test_size_divisor`` > 1 then aligns the resized image to its multiples (``AlignedResize``).
+    """
+    steps = [] if test_scale is None else [Resize(test_scale, resize_label=False, size_divisor=test_size_divisor)]
+    return Compose([*steps, Normalize(mean, std)])
+
+
+def as_statistics(value: Any, option: str) -> tuple[float, float, float]:
+    """Per-channel (R, G, B) normalisation statistics on the [0, 255] scale."""
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3
+    if not ok or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"option {option} = {value!r}: expected three numbers (R, G, B on the 0-255 scale)")
+    if option == "std" and min(value) <= 0:
+        raise ConfigError(f"option std = {value!r}: every value must be positive")
+    return (float(value[0]), float(value[1]), float(value[2]))
 
 
 def make_transform(
@@ -84,16 +107,25 @@ def make_transform(
     ratio_range: Any = (0.5, 2.0),
     cat_max_ratio: float = 1.0,
     test_scale: Any = None,
+    test_size_divisor: int = 1,
+    mean: Any = IMAGENET_MEAN,
+    std: Any = IMAGENET_STD,
 ) -> tuple[Compose, bool]:
-    """``(pipeline, random)`` of a split: training pipeline if ``augment`` (default: split == "train")."""
+    """``(pipeline, random)`` of a split: training pipeline if ``augment`` (default: split == "train").
+
+    ``mean``/``std``: normalisation (ImageNet by default; Segmenter's configs use 127.5 for both).
+    """
     augment = split == "train" if augment is None else bool(augment)
+    stats = {"mean": as_statistics(mean, "mean"), "std": as_statistics(std, "std")}
     if augment:
         ratios = as_pair(ratio_range, "ratio_range", minimum=0.01)
         if not 0 < cat_max_ratio <= 1:
             raise ConfigError(f"option cat_max_ratio = {cat_max_ratio!r}: expected a number in (0, 1]")
         crop = tuple(int(v) for v in as_pair(crop_size, "crop_size"))
         pipeline = train_pipeline(
-            scale=as_pair(scale, "scale"), crop_size=crop, ratio_range=ratios, cat_max_ratio=cat_max_ratio
+            scale=as_pair(scale, "scale"), crop_size=crop, ratio_range=ratios, cat_max_ratio=cat_max_ratio, **stats
         )
         return pipeline, True
-    return val_pipeline(test_scale=None if test_scale is None else as_pair(test_scale, "test_scale")), False
+    test = None if test_scale is None else as_pair(test_scale, "test_scale")
+    divisor = as_count(test_size_divisor, "test_size_divisor")
+    return val_pipeline(test_scale=test, test_size_divisor=divisor or 1, **stats), False

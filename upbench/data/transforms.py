@@ -79,15 +79,25 @@ class Compose:
 
 
 class Resize:
-    """Aspect-preserving resize to fit ``scale = (long, short)``; ``resize_label=False`` keeps the label."""
+    """Aspect-preserving resize to fit ``scale = (long, short)``; ``resize_label=False`` keeps the label.
 
-    def __init__(self, scale: tuple[int, int], *, resize_label: bool = True) -> None:
+    With ``size_divisor`` > 1 the resized image is resized again to the next multiples of it
+    (``AlignedResize`` of the original SegFormer code, used by FADE/SAPA: two bilinear resizes).
+    """
+
+    def __init__(self, scale: tuple[int, int], *, resize_label: bool = True, size_divisor: int = 1) -> None:
         self.scale = scale
         self.resize_label = resize_label
+        self.size_divisor = size_divisor
 
     def __call__(self, image: Tensor, label: Tensor, generator: torch.Generator | None = None) -> Pair:
         size = rescale_size(image.shape[-2], image.shape[-1], self.scale)
-        return resize_image(image, size), resize_label(label, size) if self.resize_label else label
+        image = resize_image(image, size)
+        if self.size_divisor > 1:
+            d = self.size_divisor
+            size = (-(-size[0] // d) * d, -(-size[1] // d) * d)
+            image = resize_image(image, size)
+        return image, resize_label(label, size) if self.resize_label else label
 
 
 class RandomResize:

@@ -23,6 +23,7 @@ import pandas as pd
 from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
+from upbench.reporting.published import published_section
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
@@ -72,6 +73,7 @@ def write_report(
     sections += (
         ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
+    sections += published_section(suite_name(run_dir), data["train"])
 
     skipped: list[str] = []
     drawn: list[str] = []

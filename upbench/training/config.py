@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -46,6 +46,18 @@ class TrainConfig:
         num_workers: DataLoader worker processes (0: exact resume; see :func:`~upbench.training.train`).
         log_every: record the loss in the history every N iterations.
         find_unused_parameters: passed to DistributedDataParallel.
+        accumulate: micro-batches per optimizer step (gradient accumulation): each step still sees
+            ``batch_size`` images per process, in ``accumulate`` forward/backward passes of
+            ``batch_size / accumulate`` images whose mean losses are averaged, as DDP averages
+            the gradients of that many processes (mmseg's 8 GPUs x 2 = batch 16 on fewer GPUs).
+        poly_begin: iteration at which the poly decay starts (mmengine's ``PolyLR(begin=...)``;
+            SegFormer: 1500, after the warm-up); 0: from the start, as mmcv's poly with warm-up.
+        custom_keys: mmseg ``paramwise_cfg`` custom keys, ``{key: {lr_mult, decay_mult}}``
+            (see :mod:`upbench.architectures.paramwise`).
+        custom_keys_names: whose parameter names ``custom_keys`` match: ``"mmseg"`` (mmseg 1.x,
+            ReSFU's code) or ``"segformer"`` (the original SegFormer code of FADE/SAPA/DySample).
+        auto_no_decay: no weight decay on biases, norms, position embeddings and the class token
+            (upbench default); false reproduces mmseg configs, which decay only by ``custom_keys``.
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -67,9 +79,23 @@ class TrainConfig:
     num_workers: NonNegativeInt = 0
     log_every: PositiveInt = 1
     find_unused_parameters: bool = False
+    accumulate: PositiveInt = 1
+    poly_begin: NonNegativeInt = 0
+    custom_keys: dict[str, dict[str, float]] = field(default_factory=dict)
+    custom_keys_names: Literal["mmseg", "segformer"] = "mmseg"
+    auto_no_decay: bool = True
 
     def __post_init__(self) -> None:
-        raise_if(check_fields(self, "train"), ConfigError)
+        problems = check_fields(self, "train")
+        if not problems:
+            if self.batch_size % self.accumulate:
+                problems.append(
+                    f"train.batch_size ({self.batch_size}) must be a multiple of train.accumulate ({self.accumulate})"
+                )
+            if self.poly_begin >= self.iters:
+                problems.append(f"train.poly_begin ({self.poly_begin}) must be below train.iters ({self.iters})")
+            problems += _custom_keys_problems(self.custom_keys)
+        raise_if(problems, ConfigError)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def compute_dtype(self, device: str | torch.device) -> str:
@@ -79,3 +105,18 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (stored in checkpoints)."""
         return asdict(self)
+
+
+def _custom_keys_problems(custom_keys: dict[str, Any]) -> list[str]:
+    """What is wrong with an mmseg-style ``custom_keys`` table (keys ``lr_mult``/``decay_mult``, numbers >= 0)."""
+    out = []
+    for key, mults in custom_keys.items():
+        if not isinstance(mults, dict):
+            out.append(f"train.custom_keys.{key} must be a table like {{lr_mult = 10.0}}, got {mults!r}")
+            continue
+        for name, value in mults.items():
+            if name not in ("lr_mult", "decay_mult"):
+                out.append(f"train.custom_keys.{key}: unknown key '{name}'; valid keys: lr_mult, decay_mult")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                out.append(f"train.custom_keys.{key}.{name} must be a number >= 0, got {value!r}")
+    return out

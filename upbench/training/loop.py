@@ -73,6 +73,34 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         )
 
 
+def _accumulate_gradients(
+    net: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: TrainConfig,
+    scaler: torch.amp.GradScaler,
+    ignore_index: int,
+    use_amp: bool,
+) -> Tensor:
+    """Backward of the batch in ``config.accumulate`` chunks (mean of the chunks' mean losses).
+
+    Gradients are synchronised across processes only on the last chunk.
+    """
+    total = torch.zeros((), device=images.device)
+    chunks = list(zip(images.chunk(config.accumulate), labels.chunk(config.accumulate), strict=True))
+    for i, (x, y) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        no_sync = getattr(net, "no_sync", None)
+        sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
+        autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        with sync:
+            with autocast:
+                loss = segmentation_loss(net(x), y, ignore_index) / len(chunks)
+            scaler.scale(loss).backward()
+        total += loss.detach().float()
+    return total
+
+
 def train(
     model: nn.Module,
     dataset: Dataset,
@@ -178,11 +206,8 @@ def train(
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-            with autocast:
-                loss = segmentation_loss(net(images), labels, ignore_index)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            loss = _accumulate_gradients(net, images, labels, config, scaler, ignore_index, use_amp)
             if config.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(core.parameters(), config.grad_clip)
