@@ -260,3 +260,28 @@ def test_local_executor_records_itself_and_its_host(suite_file, tmp_path) -> Non
     df = results.read_results(tmp_path / "r")
     assert set(df["executor"]) == {"local"} and set(df["hostname"]) == {socket.gethostname()}
     assert pd.notna(df["cell_id"]).all()
+
+
+def test_a_lost_worker_is_a_failed_cell_with_its_error_file_and_is_retried(suite_file, tmp_path, monkeypatch) -> None:
+    import upbench.executors as executors
+    from upbench.executors import Outcome
+
+    class LosingExecutor:
+        name = "ray"
+
+        def run(self, tasks, on_done):
+            for task in tasks:
+                on_done(task, Outcome(task.cell_id, "failed", "?", lost="Ray task lost: WorkerCrashedError: node gone"))
+
+    monkeypatch.setattr(executors, "make_executor", lambda *a, **k: LosingExecutor())
+    out = tmp_path / "run"
+    summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False, executor="ray")
+    assert summary.failed == 2 and "error.txt" in summary.describe()
+    df = results.read_results(out)
+    assert set(df["status"]) == {"failed"} and df["error"].str.contains("node gone").all()
+    for cell_id in df["cell_id"]:
+        assert "node gone" in (out / "cells" / cell_id / "error.txt").read_text()
+    monkeypatch.undo()
+    summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False)
+    assert summary.ran == 2 and summary.failed == 0
+    assert set(results.finished_cells(out).values()) == {"ok"}

@@ -406,6 +406,8 @@ def _run_locked(suite: Suite, run_dir: Path, device: str, progress: bool, ex: An
         cell = task.cell
         bar.update(1)
         bar.set_postfix_str(" ".join(cell.label_fields()[:5]) + f" {outcome.status}")
+        if progress and not local:  # cells finish out of order elsewhere: one line each
+            bar.write(f"{outcome.status:6} {cell.cell_id} {' '.join(cell.label_fields())} on {outcome.host}")
         summary.ran += 1
         if outcome.status != "ok":
             summary.failed += 1
