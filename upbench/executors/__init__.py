@@ -22,6 +22,11 @@ __all__ = ["EXECUTORS", "CellTask", "Executor", "LocalExecutor", "Outcome", "exe
 def make_executor(name: str, settings: dict, *, dry_run: bool = False) -> Executor:
     """The executor ``name`` configured by ``settings`` (the suite's ``[executor]`` table with the
     command-line flags applied over it; see :class:`upbench.suite.ExecutorSpec`)."""
+    if settings.get("gpus_per_cell", 1) > 1:
+        raise ConfigError(
+            f"gpus_per_cell = {settings['gpus_per_cell']}: multi-GPU (DDP) cells are not implemented yet; "
+            "each cell uses one GPU (run more cells at once with --workers or more jobs instead)"
+        )
     if name == "local":
         if dry_run:
             raise ConfigError("--dry-run is for --executor slurm (it prints the jobs that would be submitted)")
