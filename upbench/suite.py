@@ -123,7 +123,7 @@ class ExecutorSpec:
     workers: NonNegativeInt = 0  # ray: cells at once (0: as many as the cluster schedules)
     ray_address: str = ""  # ray: join this cluster ("auto", "ray://host:10001"); empty: start a local one
     cpus_per_cell: PositiveInt = 1  # ray and slurm: CPUs (torch threads) per cell
-    gpus_per_cell: PositiveInt = 1  # ray and slurm: GPUs per cell when the run is on CUDA
+    gpus_per_cell: PositiveInt = 1  # ray and slurm: GPUs per cell on CUDA (only 1 until multi-GPU cells exist)
     partition: str = ""  # slurm
     account: str = ""  # slurm
     mem_gb: NonNegativeInt = 0  # slurm: memory per job (0: the partition default)
