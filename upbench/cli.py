@@ -161,7 +161,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     suite = load_suite(args.suite, overrides=args.set, only=args.only, device=device)
-    summary = run_suite(suite, out_dir=args.out, device=device, progress=not args.no_progress)
+    options = {
+        "workers": args.workers,
+        "ray_address": args.ray_address,
+        "cpus_per_cell": args.cpus_per_cell,
+        "gpus_per_cell": args.gpus_per_cell,
+        "partition": args.partition,
+        "account": args.account,
+        "mem_gb": args.mem_gb,
+        "time_min": args.time_min,
+        "sbatch": _sbatch_options(args.sbatch) or None,
+    }
+    summary = run_suite(
+        suite,
+        out_dir=args.out,
+        device=device,
+        progress=not args.no_progress,
+        executor=args.executor,
+        executor_options=options,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run:
+        return 0
     print(summary.describe())
     if not args.no_report and summary.results_path.exists():
         from upbench.reporting import write_report
@@ -169,6 +190,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         report_dir = write_report(summary.run_dir)
         print(f"report: {report_dir}")
     return 0 if summary.failed == 0 else 1
+
+
+def _sbatch_options(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UpbenchError(f"--sbatch expects KEY=VALUE (an #SBATCH option without dashes), got '{item}'")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'")
+    return int(text)
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got '{text}'")
+    return int(text)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -235,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the run")
+    g = p.add_argument_group("executors (default: the suite's [executor] table, else local)")
+    g.add_argument("--executor", choices=["local", "ray", "slurm"], default=None, help="where the cells run")
+    g.add_argument("--workers", type=_non_negative, default=None, help="ray: cells at once (0: no cap)")
+    g.add_argument("--ray-address", default=None, help="ray: join this cluster (e.g. auto); default: a local Ray")
+    g.add_argument("--cpus-per-cell", type=_positive, default=None, help="ray, slurm: CPUs (threads) per cell")
+    g.add_argument("--gpus-per-cell", type=_positive, default=None, help="ray, slurm: GPUs per cell on CUDA")
+    g.add_argument("--partition", default=None, help="slurm: partition")
+    g.add_argument("--account", default=None, help="slurm: account")
+    g.add_argument("--mem-gb", type=_non_negative, default=None, help="slurm: memory per job in GB")
+    g.add_argument("--time-min", type=_positive, default=None, help="slurm: time limit per job in minutes")
+    g.add_argument(
+        "--sbatch", action="append", default=[], metavar="KEY=VALUE", help="slurm: extra #SBATCH option (repeatable)"
+    )
+    g.add_argument("--dry-run", action="store_true", help="slurm: print the jobs that would be submitted")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="tables and figures from a run directory", description=cmd_report.__doc__)

@@ -66,6 +66,7 @@ COLUMNS = (
     "cuda_version",
     "device_name",
     "hostname",
+    "executor",
     "time",
 )
 STATUSES = ("ok", "failed", "oom", "skipped")

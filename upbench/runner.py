@@ -21,7 +21,9 @@ recorded with its status and error, and the suite goes on; it is retried on the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -118,8 +120,10 @@ def _identity(run_dir: Path, suite: Suite, cell: Cell, attempt: int, env: dict[s
         from upbench.training import TrainConfig
 
         ident.update(dtype=TrainConfig(**c["train"]).compute_dtype(c["device"]))
-    for key in ("git_commit", "torch_version", "cuda_version", "device_name", "hostname"):
+    for key in ("git_commit", "torch_version", "cuda_version", "device_name"):
         ident[key] = env.get(key)
+    ident["hostname"] = socket.gethostname()  # where the cell ran (a worker's host under ray or slurm)
+    ident["executor"] = env.get("executor", "local")
     ident["upbench_version"] = __version__
     return ident
 
@@ -332,53 +336,132 @@ def run_cell(
     return status
 
 
+def lost_cell_rows(task: Any, error: str) -> None:
+    """Record a cell whose worker was lost (it wrote no rows): a ``failed`` cell row, retried next run."""
+    cell_dir = Path(task.run_dir) / "cells" / task.cell_id
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "error.txt").write_text(error + "\n")
+    ident = _identity(Path(task.run_dir), task.suite, task.cell, task.attempt, task.env)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    row = _cell_row(results.CELL_METRIC, None, "s", status="failed", error=error)
+    results.write_cell_rows(cell_dir, [{**ident, **row, "time": now}])
+
+
+class _OrderedMerger:
+    """Merges finished cells into ``results.jsonl`` in plan order, whatever order they finish in."""
+
+    def __init__(self, run_dir: Path, order: list[str]) -> None:
+        self.run_dir, self.order, self.finished, self.next = run_dir, order, set(), 0
+
+    def done(self, cell_id: str) -> None:
+        self.finished.add(cell_id)
+        start = self.next
+        while self.next < len(self.order) and self.order[self.next] in self.finished:
+            self.next += 1
+        results.merge_cell_rows(self.run_dir, self.order[start : self.next])
+
+    def flush(self) -> None:
+        """Merge every finished cell still waiting for an earlier one (an interrupted run)."""
+        results.merge_cell_rows(self.run_dir, [c for c in self.order[self.next :] if c in self.finished])
+
+
 def run_suite(
-    suite: Suite, *, out_dir: str | Path | None = None, device: str = "auto", progress: bool = True
+    suite: Suite,
+    *,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> RunSummary:
     """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``).
 
-    One runner per folder: a second one exits with :class:`~upbench.errors.RunLockedError`.
+    ``executor`` (``local``, ``ray``, ``slurm``; default: the suite's ``[executor]`` table, else
+    ``local``) and ``executor_options`` (its keys, over the table) choose where cells run; see
+    :mod:`upbench.executors`. One runner per folder: a second one raises ``RunLockedError``.
     """
+    from upbench.executors import make_executor
+
     device = resolve_device(device)
     run_dir = Path(out_dir) if out_dir is not None else DEFAULT_RUNS_DIR / suite.name
+    settings = {**dataclasses.asdict(suite.config.executor)}
+    settings.update({k: v for k, v in (executor_options or {}).items() if v is not None})
+    ex = make_executor(executor or settings["name"], settings, dry_run=dry_run)
+    if dry_run:
+        return _dry_run(suite, run_dir, device, ex)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        return _run_locked(suite, run_dir, device, progress)
+        return _run_locked(suite, run_dir, device, progress, ex)
 
 
-def _run_locked(suite: Suite, run_dir: Path, device: str, progress: bool) -> RunSummary:
+def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Cell], dict[str, int]]:
+    """``(all cells, cells to run, attempts so far)`` after merging rows a killed run left unmerged."""
+    everything = suite.all_cells(device=device)
+    cells = [c for c in everything if c.matches(suite.only)]
+    if (run_dir / results.RESULTS_FILE).exists() or (run_dir / "cells").is_dir():
+        results.merge_cell_rows(run_dir, [c.cell_id for c in everything])
+    done = results.finished_cells(run_dir)
+    return everything, [c for c in cells if done.get(c.cell_id) != "ok"], results.attempts(run_dir)
+
+
+def _dry_run(suite: Suite, run_dir: Path, device: str, ex: Any) -> RunSummary:
+    from upbench.executors import CellTask
+
+    cells = [c for c in suite.all_cells(device=device) if c.matches(suite.only)]
+    done = results.finished_cells(run_dir) if run_dir.is_dir() else {}
+    todo = [c for c in cells if done.get(c.cell_id) != "ok"]
+    print(ex.describe([CellTask(c, suite, run_dir, device) for c in todo]))
+    return RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
+
+
+def _run_locked(suite: Suite, run_dir: Path, device: str, progress: bool, ex: Any) -> RunSummary:
     from tqdm.auto import tqdm
 
+    from upbench.executors import CellTask
     from upbench.suite import PROTOCOL_VERSION
 
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
-    env = _environment(device)
+    env = {**_environment(device), "executor": ex.name}
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
-
-    everything = suite.all_cells(device=device)
+    everything, todo, tried = _todo(suite, run_dir, device)
     results.write_current_cells(run_dir, [c.cell_id for c in everything], PROTOCOL_VERSION)
-    cells = [c for c in everything if c.matches(suite.only)]
-    results.merge_cell_rows(run_dir, [c.cell_id for c in everything])  # rows a killed run left unmerged
-    done = results.finished_cells(run_dir)
-    tried = results.attempts(run_dir)
-    todo = [c for c in cells if done.get(c.cell_id) != "ok"]
-    summary = RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
+    total = sum(c.matches(suite.only) for c in everything)
+    summary = RunSummary(suite.name, run_dir, total=total, already_done=total - len(todo))
     current = {c.cell_id for c in everything}
     summary.stale = len({cid for cid in tried if cid not in current})
+    local = ex.name == "local"
+    tasks = [
+        CellTask(c, suite, run_dir, device, env, tried.get(c.cell_id, 0) + 1, progress=progress and local) for c in todo
+    ]
+    merger = _OrderedMerger(run_dir, [t.cell_id for t in tasks])
     t0 = time.perf_counter()
-    bar = tqdm(todo, desc=f"{suite.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_postfix_str(" ".join(cell.label_fields()[:5]))
-        status = run_cell(cell, run_dir, suite, device, env, tried.get(cell.cell_id, 0) + 1, progress=progress)
-        results.merge_cell_rows(run_dir, [cell.cell_id])
+    bar = tqdm(
+        total=len(tasks), desc=f"{suite.name}", unit="cell", disable=not progress or not tasks, dynamic_ncols=True
+    )
+
+    def on_done(task: Any, outcome: Any) -> None:
+        if outcome.lost:
+            lost_cell_rows(task, outcome.lost)
+        merger.done(task.cell_id)
+        cell = task.cell
+        bar.update(1)
+        bar.set_postfix_str(" ".join(cell.label_fields()[:5]) + f" {outcome.status}")
+        if progress and not local:  # cells finish out of order elsewhere: one line each
+            bar.write(f"{outcome.status:6} {cell.cell_id} {' '.join(cell.label_fields())} on {outcome.host}")
         summary.ran += 1
-        if status != "ok":
+        if outcome.status != "ok":
             summary.failed += 1
             summary.failures.append(
-                f"{cell.cell_id} {' '.join(cell.label_fields())}: {status} "
+                f"{cell.cell_id} {' '.join(cell.label_fields())}: {outcome.status} "
                 f"(see {run_dir / 'cells' / cell.cell_id / 'error.txt'})"
             )
-    bar.close()
+
+    try:
+        ex.run(tasks, on_done)
+    finally:
+        merger.flush()
+        bar.close()
     summary.seconds = time.perf_counter() - t0
     results.export(run_dir)
     return summary

@@ -127,6 +127,22 @@ class OpsSpec:
 
 
 @dataclass
+class ExecutorSpec:
+    """``[executor]``: where the cells run (``upbench run`` flags override it); part of no cell id."""
+
+    name: Literal["local", "ray", "slurm"] = "local"
+    workers: NonNegativeInt = 0  # ray: cells at once (0: as many as the cluster schedules)
+    ray_address: str = ""  # ray: join this cluster ("auto", "ray://host:10001"); empty: start a local one
+    cpus_per_cell: PositiveInt = 1  # ray and slurm: CPUs (torch threads) per cell
+    gpus_per_cell: PositiveInt = 1  # ray and slurm: GPUs per cell on CUDA (only 1 until multi-GPU cells exist)
+    partition: str = ""  # slurm
+    account: str = ""  # slurm
+    mem_gb: NonNegativeInt = 0  # slurm: memory per job (0: the partition default)
+    time_min: PositiveInt = 60  # slurm: time limit per job
+    sbatch: dict[str, Any] = field(default_factory=dict)  # slurm: extra #SBATCH options, e.g. {qos = "high"}
+
+
+@dataclass
 class SuiteConfig:
     """A whole suite after validation (one attribute per TOML table)."""
 
@@ -143,6 +159,7 @@ class SuiteConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
     profile: ProfileSpec = field(default_factory=ProfileSpec)
     ops: OpsSpec = field(default_factory=OpsSpec)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
 
 # --------------------------------------------------------------------------- validation

@@ -1,0 +1,143 @@
+"""``--executor slurm``: each cell is one SLURM job, submitted with submitit (``pip install -e ".[slurm]"``).
+
+Run ``upbench run SUITE --executor slurm ...`` on a login node: it submits one job per unfinished
+cell (partition, GPUs and CPUs per cell, memory, time limit, account and extra ``#SBATCH`` options
+from the flags or the suite's ``[executor]`` table), waits for them and merges their rows as they
+finish. ``--dry-run`` prints the jobs and their sbatch header instead. A job preempted or stopped
+at its time limit is requeued by submitit and the cell resumes from its last training checkpoint.
+Job scripts and logs are in ``RUN_DIR/slurm/``. Keep the driver running (e.g. in ``tmux``) until
+the jobs end; a driver stopped early leaves the jobs running: wait for them (or ``scancel``) before
+running the same command again, which then merges their rows and submits only what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from upbench.executors.base import CellTask, Outcome, execute_task, import_extra
+
+#: Seconds between two looks at the submitted jobs.
+POLL_S = 2.0
+
+
+def sbatch_parameters(settings: dict[str, Any], *, device: str, job_name: str) -> dict[str, Any]:
+    """The parameters of submitit's ``SlurmExecutor`` (``#SBATCH`` lines) for one cell."""
+    gpus = int(settings.get("gpus_per_cell", 1)) if device.startswith("cuda") else 0
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "time": int(settings.get("time_min", 60)),
+        "cpus_per_task": int(settings.get("cpus_per_cell", 1)),
+        "nodes": 1,
+        "ntasks_per_node": 1,
+    }
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if settings.get("partition"):
+        params["partition"] = settings["partition"]
+    if settings.get("account"):
+        params["account"] = settings["account"]
+    if settings.get("mem_gb"):
+        params["mem"] = f"{int(settings['mem_gb'])}GB"
+    if settings.get("sbatch"):
+        params["additional_parameters"] = dict(settings["sbatch"])
+    return params
+
+
+def sbatch_header(params: dict[str, Any], folder: Path) -> str:
+    """The ``#SBATCH`` lines submitit would write for ``params`` (for ``--dry-run`` and tests)."""
+    slurm = import_extra("submitit.slurm.slurm", "slurm")
+    text = slurm._make_sbatch_string(command="python -m submitit.core._submit ...", folder=folder, **params)
+    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
+
+
+def _cell_job_class() -> type:
+    submitit = import_extra("submitit", "slurm")
+
+    class CellJob(submitit.helpers.Checkpointable):
+        """One cell as a submitit job; on preemption or timeout submitit requeues it with the same
+        task, and the cell resumes from its last training checkpoint."""
+
+        def __call__(self, task: CellTask) -> Outcome:
+            return execute_task(task)
+
+    return CellJob
+
+
+class SlurmExecutor:
+    """Submits each task as one job and waits for them (``cluster='local'`` runs them as local
+    processes through submitit, for tests and machines without SLURM)."""
+
+    name = "slurm"
+
+    def __init__(self, settings: dict[str, Any], *, dry_run: bool = False, cluster: str | None = None) -> None:
+        self.settings = dict(settings)
+        self.dry_run = dry_run
+        self.cluster = cluster or self.settings.get("cluster") or "slurm"
+        if not dry_run:
+            import_extra("submitit", "slurm")
+
+    def describe(self, tasks: list[CellTask]) -> str:
+        """What ``--dry-run`` prints: one line per job, then the sbatch header of the first."""
+        if not tasks:
+            return "slurm: nothing to submit (every cell is finished)"
+        lines = [f"slurm: would submit {len(tasks)} job(s), one per cell:"]
+        for t in tasks:
+            lines.append(f"  upbench-{t.cell_id}  {' '.join(t.cell.label_fields())}")
+        params = sbatch_parameters(self.settings, device=tasks[0].device, job_name=f"upbench-{tasks[0].cell_id}")
+        lines.append(f"sbatch header of each job (first shown), scripts in {Path(tasks[0].run_dir) / 'slurm'}:")
+        lines.append(sbatch_header(params, Path(tasks[0].run_dir) / "slurm"))
+        return "\n".join(lines)
+
+    def run(self, tasks: list[CellTask], on_done: Callable[[CellTask, Outcome], None]) -> None:
+        if self.dry_run:
+            print(self.describe(tasks))
+            return
+        if not tasks:
+            return
+        submitit = import_extra("submitit", "slurm")
+        folder = Path(tasks[0].run_dir) / "slurm"
+        job_class = _cell_job_class()
+        jobs = []
+        for task in tasks:
+            executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+            params = sbatch_parameters(self.settings, device=task.device, job_name=f"upbench-{task.cell_id}")
+            executor.update_parameters(**_auto_parameters(params, self.cluster))
+            worker_task = _with_threads(task, params["cpus_per_task"])
+            jobs.append((task, executor.submit(job_class(), worker_task)))
+        while jobs:
+            still = []
+            for task, job in jobs:
+                if not job.done():
+                    still.append((task, job))
+                    continue
+                try:
+                    outcome = job.result()
+                except Exception as exc:  # the job failed outside the cell (killed, node lost, ...)
+                    outcome = Outcome(task.cell_id, "failed", "?", lost=f"SLURM job {job.job_id}: {exc}".strip())
+                on_done(task, outcome)
+            jobs = still
+            if jobs:
+                time.sleep(POLL_S)
+
+
+def _auto_parameters(params: dict[str, Any], cluster: str) -> dict[str, Any]:
+    """``sbatch_parameters`` in submitit's ``AutoExecutor`` spelling (``slurm_`` prefixes)."""
+    generic = {"timeout_min": params["time"], "cpus_per_task": params["cpus_per_task"], "name": params["job_name"]}
+    if "gpus_per_node" in params:
+        generic["gpus_per_node"] = params["gpus_per_node"]
+    if cluster != "slurm":
+        return generic
+    extra = {
+        f"slurm_{k}": v for k, v in params.items() if k in ("partition", "account", "mem", "additional_parameters")
+    }
+    return {**generic, **extra}
+
+
+def _with_threads(task: CellTask, threads: int) -> CellTask:
+    from dataclasses import replace
+
+    # in a job, "cuda" is the GPU SLURM allocated to it
+    return replace(task, threads=threads, device="cuda" if task.device.startswith("cuda") else task.device)
