@@ -148,6 +148,8 @@ def test_train_cells_end_to_end(tmp_path) -> None:
     assert len(miou) == 4 and miou["value"].between(0, 1).all()
     for cell_id in set(df["cell_id"]):
         assert (out / "cells" / cell_id / "model.pt").is_file()
+    change = df[df["metric"] == "operator_weight_change"]
+    assert sorted(change["operator"]) == ["resfu", "resfu"] and (change["value"] > 0).all()  # bilinear: no params
     _check_per_image_and_operator_costs(out, df)
 
 

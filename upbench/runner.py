@@ -175,7 +175,7 @@ def build_cell_model(config: dict[str, Any], num_classes: int) -> torch.nn.Modul
 
 def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> list[dict[str, Any]]:
     from upbench.data import build_dataset, dataset_info
-    from upbench.training import TrainConfig, evaluate, train
+    from upbench.training import TrainConfig, diagnostics, evaluate, train
     from upbench.training.checkpoint import save_atomic
 
     c = cell.config
@@ -195,6 +195,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         (cell_dir / "pretrained.txt").write_text(summary + "\n")
     model = model.to(device)
     tcfg = TrainConfig(**c["train"])
+    initial = diagnostics.snapshot(model.upsamplers())  # built from the seed, so also right on a resume
     result = train(
         model,
         train_set,
@@ -228,6 +229,12 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     final_loss = getattr(result, "final_loss", None)
     if final_loss is not None:
         rows.append(_cell_row("final_loss", float(final_loss), "loss"))
+    change = diagnostics.relative_weight_change(initial, model.upsamplers())
+    if change is not None:
+        rows.append(_cell_row("operator_weight_change", change, "fraction"))
+    trend = diagnostics.loss_trend(result.loss_history)
+    if trend is not None:
+        rows.append(_cell_row("loss_trend_last10", trend, "fraction"))
     if c["profile"]["enabled"]:
         rows += _profile_model(model, c, val_set, device)
     return rows

@@ -22,6 +22,7 @@ import pandas as pd
 
 from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.compare import RunBootstrap
+from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
 
@@ -74,6 +75,7 @@ def write_report(
         ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
     sections += published_section(suite_name(run_dir), data["train"])
+    sections += learning_section(data["train"])
 
     skipped: list[str] = []
     drawn: list[str] = []

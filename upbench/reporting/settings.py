@@ -1,5 +1,5 @@
 """Which cells belong together: a *setting* is a cell's full resolved configuration without its
-seed and its operator (``label``, ``operator``, ``options``).
+seed and its operator (``label``, ``operator``, ``options``, ``resolved_options``).
 
 Reports average seeds only within one (setting, operator label) and put operators side by side
 only within one setting, so two cells that differ in anything but the seed (a ``--set`` override,
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 #: Configuration keys that name the operator of a cell (the rows of a table), not its setting.
-OPERATOR_KEYS = ("label", "operator", "options")
+OPERATOR_KEYS = ("label", "operator", "options", "resolved_options")
 #: Identity columns used when a cell has no ``config.json``.
 FALLBACK_COLUMNS = ("kind", "architecture", "protocol", "preset", "dataset", "scale", "device")
 
