@@ -274,7 +274,8 @@ def reassemble_triton(
     check_device(x)
     if kernels.dtype not in SUPPORTED_DTYPES or kernels.device != x.device:
         raise InputShapeError(
-            f"reassemble: kernels must be float32/float16/bfloat16 on {x.device}, got {kernels.dtype} on {kernels.device}"
+            f"reassemble: kernels must be float32/float16/bfloat16 on {x.device}, "
+            f"got {kernels.dtype} on {kernels.device}"
         )
     xp = _pad(x, kernel_size // 2, padding_mode)
     return _Reassemble.apply(xp, kernels, kernel_size, scale, groups, normalize)

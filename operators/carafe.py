@@ -20,17 +20,14 @@ dicts load with ``strict=True``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
-
-Aggregation = Literal["chunked", "naive"]
+from upbench_operators._aggregation import Aggregation, check_aggregation, reassembly
+from upbench_operators._reassembly import softmax_float32
 
 
 def _check_positive(name: str, option: str, value: int, *, odd: bool = False) -> None:
@@ -57,7 +54,8 @@ def _check_positive(name: str, option: str, value: int, *, odd: bool = False) ->
     },
     deviations=(
         "Reassembly in pure PyTorch (upbench_operators._reassembly.reassemble: batched matmuls over LR "
-        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU.",
+        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU. On CUDA "
+        "aggregation='auto' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead.",
         "Softmax over the taps is computed in at least float32 (mmcv: in the mask dtype); the result is "
         "cast back to the input dtype.",
         "Constructor arguments channels/scale_factor are upbench's in_channels/scale; submodule and "
@@ -84,7 +82,8 @@ class CARAFE(Upsampler):
         encoder_dilation: dilation of the content encoder; ``(encoder_kernel - 1) * encoder_dilation``
             must be even so that mmcv's padding keeps the LR size.
         compressed_channels: output channels of the 1x1 channel compressor.
-        aggregation: ``"chunked"`` (memory-conscious reassembly) or ``"naive"`` (unfold baseline).
+        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (memory-conscious
+            reassembly), ``"naive"`` (unfold baseline) or ``"triton"`` (fused kernels; CUDA).
     """
 
     def __init__(
@@ -98,7 +97,7 @@ class CARAFE(Upsampler):
         encoder_kernel: int = 3,
         encoder_dilation: int = 1,
         compressed_channels: int = 64,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         _check_positive("carafe", "up_kernel", up_kernel, odd=True)
@@ -113,10 +112,7 @@ class CARAFE(Upsampler):
         _check_positive("carafe", "compressed_channels", compressed_channels)
         if in_channels % up_group:
             raise InvalidOptionError(f"operator 'carafe': up_group={up_group} must divide in_channels={in_channels}")
-        if aggregation not in ("chunked", "naive"):
-            raise InvalidOptionError(
-                f"operator 'carafe': option 'aggregation' must be 'chunked' or 'naive', got {aggregation!r}"
-            )
+        check_aggregation("carafe", aggregation)
         self.up_kernel = up_kernel
         self.up_group = up_group
         self.encoder_kernel = encoder_kernel
@@ -149,8 +145,9 @@ class CARAFE(Upsampler):
 
     def feature_reassemble(self, x: Tensor, mask: Tensor) -> Tensor:
         """Reassemble ``x`` with the normalised kernels ``mask`` on the zero-padded LR window."""
-        aggregate = reassemble if self.aggregation == "chunked" else reassemble_naive
-        return aggregate(x, mask, self.up_kernel, self.scale, groups=self.up_group, padding_mode="zeros")
+        return reassembly(self.aggregation, x)(
+            x, mask, self.up_kernel, self.scale, groups=self.up_group, padding_mode="zeros"
+        )
 
     def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
         mask = self.kernel_normalizer(self.content_encoder(self.channel_compressor(x)))

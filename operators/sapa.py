@@ -21,7 +21,6 @@ There is no temperature. Three variants are registered:
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +29,8 @@ from torch import Tensor, nn
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
+from upbench_operators._aggregation import Aggregation, check_aggregation, softmax_reassemble
 from upbench_operators._window_similarity import window_similarity, window_similarity_naive
-
-Aggregation = Literal["chunked", "naive"]
 
 _PAPER = "NeurIPS 2022, arXiv:2209.12866; extension arXiv:2307.08198"
 _CONVENTIONS = {
@@ -46,7 +43,9 @@ _CONVENTIONS = {
 _COMMON_NOTES = (
     "Pure PyTorch (the official code is a CUDA-only extension): scores are one batched matmul per LR "
     "cell (operators/_window_similarity.py) and aggregation is operators/_reassembly.py, so no "
-    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients.",
+    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients. On CUDA "
+    "aggregation='auto' runs the softmax and the aggregation in upbench's fused Triton kernels "
+    "(operators/_triton_reassembly.py); the scores stay in PyTorch.",
     "aggregation='naive' switches both steps to the unfold formulation that materialises "
     "(B, C, k*k, H, W); it exists only as the memory/time baseline of the benchmark script.",
     "Any integer scale: the official kernels take any integer up_factor and require the guide to be "
@@ -66,8 +65,7 @@ def _check_options(name: str, up_kernel_size: int, aggregation: str, embedding_d
         isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1
     ):
         raise InvalidOptionError(f"operator '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}")
-    if aggregation not in ("chunked", "naive"):
-        raise InvalidOptionError(f"operator '{name}': aggregation must be 'chunked' or 'naive', got {aggregation!r}")
+    check_aggregation(name, aggregation)
 
 
 def group_norm_groups(channels: int, groups: int = 32) -> int:
@@ -107,9 +105,7 @@ class _SAPABase(Upsampler):
         k, s = self.up_kernel_size, self.scale
         naive = self.aggregation == "naive"
         scores = (window_similarity_naive if naive else window_similarity)(query, key, k, s)
-        attn = softmax_float32(scores, dim=1)
-        out = (reassemble_naive if naive else reassemble)(x, attn, k, s)
-        return out.to(x.dtype)
+        return softmax_reassemble(self.aggregation, x, scores, k, s)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, up_kernel_size={self.up_kernel_size}, aggregation={self.aggregation!r}"
@@ -158,7 +154,7 @@ class SAPA(_SAPABase):
         embedding_dim: int = 32,
         qkv_bias: bool = True,
         norm: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         _check_options("sapa", up_kernel_size, aggregation, embedding_dim)
@@ -222,7 +218,7 @@ class SAPAG(_SAPABase):
         up_kernel_size: int = 5,
         embedding_dim: int = 32,
         qkv_bias: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         _check_options("sapa_g", up_kernel_size, aggregation, embedding_dim)
@@ -281,7 +277,7 @@ class SAPAI(_SAPABase):
         guide_channels: int | None = None,
         up_kernel_size: int = 5,
         norm: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         _check_options("sapa_i", up_kernel_size, aggregation)
