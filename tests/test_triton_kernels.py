@@ -209,14 +209,14 @@ def test_fused_path_never_materialises_all_taps(device):
 
 def test_unsupported_inputs_get_one_clear_error(device, monkeypatch):
     fused = _triton_reassembly.reassemble_triton
-    x, kernels = torch.randn(1, 2, 3, 3), torch.randn(1, 9, 6, 6)
+    x, kernels = torch.randn(1, 2, 3, 3, device=device), torch.randn(1, 9, 6, 6, device=device)
     with pytest.raises(InputShapeError, match="float32, float16 and bfloat16"):
         fused(x.double(), kernels, 3, 2)
     with pytest.raises(InputShapeError, match="kernels must be"):
         fused(x, kernels[:, :, :5], 3, 2)
     monkeypatch.setattr(_triton_reassembly, "INTERPRETED", False)
     with pytest.raises(InputShapeError, match="needs CUDA tensors"):
-        fused(x, kernels, 3, 2)  # CPU tensors outside the interpreter
+        fused(x.cpu(), kernels.cpu(), 3, 2)  # CPU tensors outside the interpreter
 
 
 def test_auto_selects_triton_only_for_cuda_tensors_of_supported_dtypes(monkeypatch):
@@ -258,6 +258,7 @@ print("compiled")
 """
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the other tests compile and run the kernels")
 def test_kernels_compile_for_an_sm90_gpu(tmp_path):
     """Ahead-of-time compilation (Triton IR -> PTX -> cubin) of every kernel; no GPU needed."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
