@@ -248,6 +248,7 @@ def check_device(x: Tensor, name: str = "reassemble") -> None:
         )
 
 
+@torch.compiler.disable  # torch.compile runs it eagerly (a graph break) instead of tracing the launches
 def reassemble_triton(
     x: Tensor,
     kernels: Tensor,
