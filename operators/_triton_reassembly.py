@@ -46,7 +46,7 @@ INTERPRETED = False  # set below, once the kernels exist
 # Elements of the (channels, taps, pixels) register tile of the forward and dK kernels.
 _TILE_ELEMENTS = 8192
 _BLOCK_C = 4
-_BWD_X_BLOCK_C = 16
+_BWD_X_BLOCK_C = 32
 _BWD_X_BLOCK_L = 64
 
 

@@ -242,8 +242,8 @@ from upbench_operators import _triton_reassembly as m
 assert not m.INTERPRETED
 dims = dict.fromkeys(("C", "CG", "G", "H", "W", "HP", "WP", "S"), "i32")
 for dtype, normalize in (("bf16", True),):
-    tile = {"KS": 5, "K2P": 32, "NORMALIZE": normalize, "BLOCK_C": 4, "BLOCK_P": 64}
-    bwd_x = {"KS": 5, "NORMALIZE": normalize, "BLOCK_C": 16, "BLOCK_L": 64}
+    tile = {"KS": 5, "K2P": 32, "NORMALIZE": normalize, "BLOCK_C": m._BLOCK_C, "BLOCK_P": m._block_p(32)}
+    bwd_x = {"KS": 5, "NORMALIZE": normalize, "BLOCK_C": m._BWD_X_BLOCK_C, "BLOCK_L": m._BWD_X_BLOCK_L}
     kernels = (
         (m._fwd, {"xp_ptr": dtype, "k_ptr": "fp32", "out_ptr": dtype, "lse_ptr": "fp32"}, tile),
         (m._bwd_kernels, {"xp_ptr": dtype, "k_ptr": dtype, "lse_ptr": "fp32", "gout_ptr": dtype, "gk_ptr": dtype},
