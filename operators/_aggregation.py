@@ -10,7 +10,9 @@ Operators take ``aggregation`` in :data:`AGGREGATIONS`:
   only (or Triton's CPU interpreter, ``TRITON_INTERPRET=1``, as the tests use).
 
 The Triton modules are imported lazily, on the first call that needs them, so that importing the
-zoo never imports Triton.
+zoo never imports Triton. Under ``torch.jit.trace`` (fvcore's MAC counting) ``"auto"`` and
+``"triton"`` run ``"chunked"``: the same arithmetic, in ops the counter sees (a Triton launch would
+be an opaque Python op, counted as 0).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def check_aggregation(operator: str, value: object) -> None:
 
 def resolve(aggregation: str, x: Tensor) -> str:
     """The implementation ``aggregation`` selects for the LR feature ``x``: chunked, naive or triton."""
+    if aggregation in ("auto", "triton") and torch.jit.is_tracing():
+        return "chunked"
     if aggregation != "auto":
         return aggregation
     if x.device.type == "cuda" and x.dtype in _TRITON_DTYPES and triton_available():

@@ -219,12 +219,21 @@ def test_unsupported_inputs_get_one_clear_error(device, monkeypatch):
         fused(x.cpu(), kernels.cpu(), 3, 2)  # CPU tensors outside the interpreter
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:DeprecationWarning")
 def test_auto_selects_triton_only_for_cuda_tensors_of_supported_dtypes(monkeypatch):
     cuda = torch.device("cuda")
     assert _aggregation.resolve("auto", torch.zeros(1)) == "chunked"
     assert _aggregation.resolve("auto", SimpleNamespace(device=cuda, dtype=torch.float16)) == "triton"
     assert _aggregation.resolve("auto", SimpleNamespace(device=cuda, dtype=torch.float64)) == "chunked"
     assert _aggregation.resolve("naive", SimpleNamespace(device=cuda, dtype=torch.float16)) == "naive"
+    seen = []
+
+    def traced(t: torch.Tensor) -> torch.Tensor:  # fvcore counts MACs under torch.jit.trace
+        seen.append(_aggregation.resolve("triton", SimpleNamespace(device=cuda, dtype=torch.float16)))
+        return t * 2
+
+    torch.jit.trace(traced, torch.zeros(1), check_trace=False)
+    assert seen == ["chunked"]
     monkeypatch.setattr(_aggregation, "triton_available", lambda: False)
     assert _aggregation.resolve("auto", SimpleNamespace(device=cuda, dtype=torch.float16)) == "chunked"
     with pytest.raises(InvalidOptionError, match="needs the triton package"):
