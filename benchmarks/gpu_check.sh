@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh --prepare   # on a machine with the network: the wheels the GPU
 #                                            # image lacks (fvcore and its pure-Python deps) -> .whl/
+#                                            # (git-ignored; name it in the device tool's carry)
 #   bash benchmarks/gpu_check.sh [--dry-run] [gpu_check.py options]   # on the GPU machine
 #
 # The GPU machine has no network; its python3 already has torch (CUDA) and triton. Send .whl/ with
@@ -16,8 +17,6 @@ WHEELS=.whl
 
 if [[ "${1:-}" == "--prepare" ]]; then
   mkdir -p "$WHEELS"
-  exclude=$(git rev-parse --git-path info/exclude)
-  grep -qx "/$WHEELS/" "$exclude" 2>/dev/null || echo "/$WHEELS/" >>"$exclude"
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 -d "$WHEELS" iopath==0.1.9 yacs==0.1.8 termcolor
   "$PY" -m pip wheel -q --no-deps -w "$WHEELS" fvcore==0.1.5.post20221221
