@@ -64,7 +64,8 @@ def _run(cmd: list[str], timeout: float) -> dict:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(1.0, timeout))
         code, out = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as e:
-        code, out = "timeout", (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+        parts = [p.decode(errors="replace") if isinstance(p, bytes) else p for p in (e.stdout, e.stderr) if p]
+        code, out = "timeout", "".join(parts)
     return {
         "cmd": " ".join(cmd),
         "returncode": code,
