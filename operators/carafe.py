@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._aggregation import Aggregation, check_aggregation, reassembly
+from upbench_operators._aggregation import Aggregation, check_aggregation, reassembly, resolve, softmax_reassemble
 from upbench_operators._reassembly import softmax_float32
 
 
@@ -55,7 +55,8 @@ def _check_positive(name: str, option: str, value: int, *, odd: bool = False) ->
     deviations=(
         "Reassembly in pure PyTorch (upbench_operators._reassembly.reassemble: batched matmuls over LR "
         "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU. On CUDA "
-        "aggregation='auto' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead.",
+        "aggregation='auto' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead, "
+        "with kernel_normalizer's softmax fused into them.",
         "Softmax over the taps is computed in at least float32 (mmcv: in the mask dtype); the result is "
         "cast back to the input dtype.",
         "Constructor arguments channels/scale_factor are upbench's in_channels/scale; submodule and "
@@ -150,8 +151,11 @@ class CARAFE(Upsampler):
         )
 
     def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        mask = self.kernel_normalizer(self.content_encoder(self.channel_compressor(x)))
-        return self.feature_reassemble(x, mask).to(x.dtype)
+        mask = self.content_encoder(self.channel_compressor(x))
+        if resolve(self.aggregation, x) == "triton":  # kernel_normalizer's softmax runs inside the Triton kernels
+            logits = F.pixel_shuffle(mask, self.scale)
+            return softmax_reassemble("triton", x, logits, self.up_kernel, self.scale, groups=self.up_group)
+        return self.feature_reassemble(x, self.kernel_normalizer(mask)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
