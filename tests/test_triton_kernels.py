@@ -153,7 +153,15 @@ OPERATORS = [
 def test_operators_with_triton_equal_chunked(device, name, options, scale, monkeypatch):
     """aggregation='triton' against 'chunked' (on CPU): output and every parameter gradient."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convolutions on a GPU
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        _compare_operator_paths(device, name, options, scale)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
+def _compare_operator_paths(device, name, options, scale):
     torch.manual_seed(0)
     c = 8
     info = upbench.operator_info(name)
