@@ -56,12 +56,12 @@ def fns_tap_weights(
     ``d - k//2``) of an HR pixel with phase ``a = p mod s`` puts on the LR pixel
     ``floor(p / s) + o - (k//2 + 1)``.
     """
-    phase = torch.arange(scale, dtype=torch.float64)
+    phase = torch.arange(scale, dtype=torch.float64, device=device)  # on device: no copy (CUDA graphs)
     frac = (phase + 0.5) / scale - 0.5  # in (-0.5, 0.5): sub-pixel offset of the LR centre
     base = torch.floor(frac)  # -1 or 0
     t = frac - base  # bilinear weight of the upper neighbour, in [0, 1)
-    weights = torch.zeros(scale, kernel_size + 2, kernel_size, dtype=torch.float64)
-    rows = torch.arange(scale)
+    weights = torch.zeros(scale, kernel_size + 2, kernel_size, dtype=torch.float64, device=device)
+    rows = torch.arange(scale, device=device)
     for d in range(kernel_size):
         # LR offset (d - k//2) + base sits at index d + base + 1 of the k+2 window.
         lower = (base + d).long() + 1

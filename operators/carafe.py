@@ -20,8 +20,6 @@ dicts load with ``strict=True``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,9 +27,8 @@ from upbench.errors import InvalidOptionError
 from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
 from upbench.validation import OddPositiveInt, PositiveInt
-from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
-
-Aggregation = Literal["chunked", "naive"]
+from upbench_operators._aggregation import Aggregation, check_aggregation, reassembly, resolve, softmax_reassemble
+from upbench_operators._reassembly import softmax_float32
 
 
 @register_operator(
@@ -52,7 +49,9 @@ Aggregation = Literal["chunked", "naive"]
     },
     deviations=(
         "Reassembly in pure PyTorch (upbench_operators._reassembly.reassemble: batched matmuls over LR "
-        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU.",
+        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU. On CUDA "
+        "aggregation='auto' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead, "
+        "with kernel_normalizer's softmax fused into them.",
         "Softmax over the taps is computed in at least float32 (mmcv: in the mask dtype); the result is "
         "cast back to the input dtype.",
         "Constructor arguments channels/scale_factor are upbench's in_channels/scale; submodule and "
@@ -79,7 +78,8 @@ class CARAFE(Upsampler):
         encoder_dilation: dilation of the content encoder; ``(encoder_kernel - 1) * encoder_dilation``
             must be even so that mmcv's padding keeps the LR size.
         compressed_channels: output channels of the 1x1 channel compressor.
-        aggregation: ``"chunked"`` (memory-conscious reassembly) or ``"naive"`` (unfold baseline).
+        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (memory-conscious
+            reassembly), ``"naive"`` (unfold baseline) or ``"triton"`` (fused kernels; CUDA).
     """
 
     def __init__(
@@ -93,7 +93,7 @@ class CARAFE(Upsampler):
         encoder_kernel: PositiveInt = 3,
         encoder_dilation: PositiveInt = 1,
         compressed_channels: PositiveInt = 64,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
@@ -104,6 +104,7 @@ class CARAFE(Upsampler):
             )
         if in_channels % up_group:
             raise InvalidOptionError(f"operator 'carafe': up_group={up_group} must divide in_channels={in_channels}")
+        check_aggregation("carafe", aggregation)
         self.up_kernel = up_kernel
         self.up_group = up_group
         self.encoder_kernel = encoder_kernel
@@ -136,12 +137,16 @@ class CARAFE(Upsampler):
 
     def feature_reassemble(self, x: Tensor, mask: Tensor) -> Tensor:
         """Reassemble ``x`` with the normalised kernels ``mask`` on the zero-padded LR window."""
-        aggregate = reassemble if self.aggregation == "chunked" else reassemble_naive
-        return aggregate(x, mask, self.up_kernel, self.scale, groups=self.up_group, padding_mode="zeros")
+        return reassembly(self.aggregation, x)(
+            x, mask, self.up_kernel, self.scale, groups=self.up_group, padding_mode="zeros"
+        )
 
     def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        mask = self.kernel_normalizer(self.content_encoder(self.channel_compressor(x)))
-        return self.feature_reassemble(x, mask).to(x.dtype)
+        mask = self.content_encoder(self.channel_compressor(x))
+        if resolve(self.aggregation, x) == "triton":  # kernel_normalizer's softmax runs inside the Triton kernels
+            logits = F.pixel_shuffle(mask, self.scale)
+            return softmax_reassemble("triton", x, logits, self.up_kernel, self.scale, groups=self.up_group)
+        return self.feature_reassemble(x, self.kernel_normalizer(mask)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -24,16 +24,14 @@ float32.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
 from upbench.validation import OddPositiveInt
-from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
-
-Aggregation = Literal["chunked", "naive"]
+from upbench_operators._aggregation import Aggregation, check_aggregation, softmax_reassemble
 
 
 def nearest_up(t: Tensor, scale: int) -> Tensor:
@@ -127,7 +125,8 @@ class _FADEBase(Upsampler):
         up_kernel_size: reassembly window ``k`` (odd; the official default 5).
         gating: mix with the gate ``g * en + (1 - g) * CARAFE`` (the ECCV code always gates; the
             journal code's ``gating`` option switches it off).
-        aggregation: ``"chunked"`` (memory-conscious reassembly) or ``"naive"`` (unfold baseline).
+        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (memory-conscious
+            reassembly), ``"naive"`` (unfold baseline) or ``"triton"`` (fused kernels; CUDA).
     """
 
     lite: ClassVar[bool] = False
@@ -140,12 +139,13 @@ class _FADEBase(Upsampler):
         guide_channels: int | None = None,
         up_kernel_size: OddPositiveInt = 5,
         gating: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         name = type(self).info.name
         check_own_options(self, locals())
         k = up_kernel_size
+        check_aggregation(name, aggregation)
         cg = self.guide_channels
         self.up_kernel_size = k
         self.gating = bool(gating)
@@ -158,9 +158,7 @@ class _FADEBase(Upsampler):
     def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
         assert guide is not None  # forward() has checked it
         k, s = self.up_kernel_size, self.scale
-        kernels = softmax_float32(self.ker_generator(guide, x, s), dim=1)
-        aggregate = reassemble if self.aggregation == "chunked" else reassemble_naive
-        up = aggregate(x, kernels, k, s, groups=1, padding_mode="zeros")
+        up = softmax_reassemble(self.aggregation, x, self.ker_generator(guide, x, s), k, s)
         if self.gate_generator is None:
             return up.to(x.dtype)
         gate = self.gate_generator(x, s)
@@ -192,7 +190,8 @@ _DEVIATIONS = (
     "(poppinace/fade#1); upbench then adds the official (commented-out) Aligner, a 1x1 conv "
     "guide_channels -> in_channels (key 'aligner.conv'), applied to en in the gate term only. "
     "With equal channels there is no aligner and the state dict is the official one.",
-    "Reassembly in pure PyTorch (upbench_operators._reassembly) instead of mmcv's CUDA carafe; runs on CPU.",
+    "Reassembly in pure PyTorch (upbench_operators._reassembly) instead of mmcv's CUDA carafe; runs on CPU. "
+    "On CUDA aggregation='auto' uses upbench's fused Triton kernels (softmax over the taps fused in).",
     "Softmax over the taps in at least float32; output cast to the input dtype.",
     "Interface: forward(x=de, guide=en) instead of the official forward(en, de); constructor "
     "in_channels/guide_channels/scale for in_channels_de/in_channels_en/scale.",

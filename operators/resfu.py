@@ -31,8 +31,7 @@ from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
 from upbench.validation import NonNegativeFloat, NonNegativeInt, OddPositiveInt, PositiveFloat, PositiveInt
 
-from ._fns import fns_aggregate, fns_aggregate_naive
-from ._reassembly import reassemble, reassemble_naive
+from ._aggregation import Aggregation, check_aggregation, fns_aggregation, reassembly
 
 OFFICIAL_COMMIT = "62e9d9c64de433680d09feab2dadfe507a2bf901"
 MASK_VALUE = -1e7  # the official additive mask for out-of-image neighbours
@@ -201,7 +200,8 @@ def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
     },
     deviations=(
         "FNS is pure PyTorch (folded into a (k+2)x(k+2) reassembly) instead of the CUDA-only FNS_Attn "
-        "op; no fused GPU kernel (triton not available where this was written, so none is shipped).",
+        "op; on CUDA aggregation='auto' runs that reassembly in upbench's fused Triton kernels "
+        "(operators/_triton_fns.py; the bilinear fold stays a channel-free PyTorch einsum).",
         "The official FNS CUDA backward drops value gradients at the bottom/right LR border (peers.md "
         "B3); upbench gradients are exact, so training differs from the official code there.",
         "The Gaussian kernel is a non-persistent buffer (moves with .to(), cast to the compute dtype) "
@@ -244,7 +244,8 @@ class ReSFU(Upsampler):
         neighbours: ``"fine"`` (FNS, bilinear around the half-pixel LR centre) or ``"coarse"``
             (the integer LR window at ``floor(p / s)``, as SAPA/CARAFE).
         pcdc_order: ``"main"`` (k_up and q_gs are the neighbours) or ``"v1"`` (arXiv v1 order).
-        aggregation: ``"chunked"`` (never materialises the taps) or ``"naive"`` (benchmarks only).
+        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (never materialises the
+            taps), ``"naive"`` (benchmarks only) or ``"triton"`` (fused kernels; CUDA).
     """
 
     def __init__(
@@ -271,11 +272,12 @@ class ReSFU(Upsampler):
         similarity: Literal["pcdc", "inner_product"] = "pcdc",
         neighbours: Literal["fine", "coarse"] = "fine",
         pcdc_order: Literal["main", "v1"] = "main",
-        aggregation: Literal["chunked", "naive"] = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
         self._check_options(groups, embedding_dim, y_conv, gn_dim)
+        check_aggregation("resfu", aggregation)
         self.kernel_size = kernel_size
         self.embedding_dim = embedding_dim
         self.lr_mult = float(lr_mult)
@@ -357,10 +359,9 @@ class ReSFU(Upsampler):
 
     def _aggregate(self, x: Tensor, attn: Tensor) -> Tensor:
         k, s = self.kernel_size, self.scale
-        naive = self.aggregation == "naive"
         if self.neighbours == "fine":
-            return (fns_aggregate_naive if naive else fns_aggregate)(x, attn, k, s)
-        return (reassemble_naive if naive else reassemble)(x, attn, k, s, padding_mode="zeros")
+            return fns_aggregation(self.aggregation, x)(x, attn, k, s)
+        return reassembly(self.aggregation, x)(x, attn, k, s, padding_mode="zeros")
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Two groups: the PCDC blocks (GroupNorm included) with ``param_lr_mult``, the rest with 1.

@@ -21,7 +21,6 @@ There is no temperature. Three variants are registered:
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +29,8 @@ from torch import Tensor, nn
 from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
 from upbench.validation import OddPositiveInt, PositiveInt
-from upbench_operators._reassembly import reassemble, reassemble_naive, softmax_float32
+from upbench_operators._aggregation import Aggregation, check_aggregation, softmax_reassemble
 from upbench_operators._window_similarity import window_similarity, window_similarity_naive
-
-Aggregation = Literal["chunked", "naive"]
 
 _PAPER = "NeurIPS 2022, arXiv:2209.12866; extension arXiv:2307.08198"
 _CONVENTIONS = {
@@ -46,7 +43,9 @@ _CONVENTIONS = {
 _COMMON_NOTES = (
     "Pure PyTorch (the official code is a CUDA-only extension): scores are one batched matmul per LR "
     "cell (operators/_window_similarity.py) and aggregation is operators/_reassembly.py, so no "
-    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients.",
+    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients. On CUDA "
+    "aggregation='auto' runs the softmax and the aggregation in upbench's fused Triton kernels "
+    "(operators/_triton_reassembly.py); the scores stay in PyTorch.",
     "aggregation='naive' switches both steps to the unfold formulation that materialises "
     "(B, C, k*k, H, W); it exists only as the memory/time baseline of the benchmark script.",
     "Any integer scale: the official kernels take any integer up_factor and require the guide to be "
@@ -83,6 +82,7 @@ class _SAPABase(Upsampler):
     """Shared attention step: window softmax of query-key scores, then reassembly of the raw ``x``."""
 
     def _setup(self, up_kernel_size: int, aggregation: Aggregation) -> None:
+        check_aggregation(type(self).info.name, aggregation)  # 'triton' needs the package
         self.up_kernel_size = up_kernel_size
         self.aggregation = aggregation
 
@@ -91,9 +91,7 @@ class _SAPABase(Upsampler):
         k, s = self.up_kernel_size, self.scale
         naive = self.aggregation == "naive"
         scores = (window_similarity_naive if naive else window_similarity)(query, key, k, s)
-        attn = softmax_float32(scores, dim=1)
-        out = (reassemble_naive if naive else reassemble)(x, attn, k, s)
-        return out.to(x.dtype)
+        return softmax_reassemble(self.aggregation, x, scores, k, s)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, up_kernel_size={self.up_kernel_size}, aggregation={self.aggregation!r}"
@@ -143,7 +141,7 @@ class SAPA(_SAPABase):
         embedding_dim: PositiveInt = 32,
         qkv_bias: bool = True,
         norm: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
@@ -208,7 +206,7 @@ class SAPAG(_SAPABase):
         up_kernel_size: OddPositiveInt = 5,
         embedding_dim: PositiveInt = 32,
         qkv_bias: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
@@ -268,7 +266,7 @@ class SAPAI(_SAPABase):
         guide_channels: int | None = None,
         up_kernel_size: OddPositiveInt = 5,
         norm: bool = True,
-        aggregation: Aggregation = "chunked",
+        aggregation: Aggregation = "auto",
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# Without a GPU, the Triton kernels (operators/_triton_*.py) are tested in Triton's CPU interpreter.
+# It must be chosen before triton is first imported (triton.language decorates its own helpers at
+# import time), so it is set here, before any test module loads. With CUDA the kernels compile.
+if "triton" not in sys.modules and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture

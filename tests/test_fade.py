@@ -298,7 +298,7 @@ def test_bad_options_are_rejected(name: str, options: dict, match: str) -> None:
 
 
 def test_bad_aggregation_rejected_by_the_constructor_too() -> None:
-    with pytest.raises(InvalidOptionError, match="choose one of 'chunked', 'naive'"):
+    with pytest.raises(InvalidOptionError, match="aggregation"):
         FADE(8, 2, aggregation="fast")  # type: ignore[arg-type]
 
 
@@ -324,7 +324,7 @@ def test_metadata(name: str) -> None:
     assert {"lr_window", "border", "align_corners"} <= set(info.conventions)
     text = " ".join(info.deviations)
     assert "nearest x s" in text and "Aligner" in text
-    assert info.options == {"up_kernel_size": 5, "gating": True, "aggregation": "chunked"}
+    assert info.options == {"up_kernel_size": 5, "gating": True, "aggregation": "auto"}
 
 
 @pytest.mark.cuda

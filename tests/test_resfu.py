@@ -416,7 +416,7 @@ def test_metadata():
     info = upbench.operator_info("resfu")
     assert info.guided and info.scales is None and info.paper == "arXiv:2407.02283"
     assert "62e9d9c" in info.code and "B3" in " ".join(info.deviations)
-    assert info.options["similarity"] == "pcdc" and info.options["aggregation"] == "chunked"
+    assert info.options["similarity"] == "pcdc" and info.options["aggregation"] == "auto"
 
 
 @pytest.mark.cuda
