@@ -221,7 +221,7 @@ ZERO_OPS = (
     "replication_pad2d", "repeat", "repeat_interleave", "broadcast_tensors", "expand_as", "flip", "clone",
     "ones_like", "rand_like", "randn_like", "linspace", "meshgrid", "masked_fill_", "where", "lt", "le",
     "ne", "logical_and", "logical_or", "max_pool2d", "max_pool2d_with_indices", "adaptive_max_pool2d",
-    "amax", "argmax", "feature_dropout", "dropout_", "alpha_dropout", "view_as", "reshape_as", "tile",
+    "amax", "amin", "argmax", "feature_dropout", "dropout_", "alpha_dropout", "view_as", "reshape_as", "tile",
     "movedim", "sign", "round", "ceil", "trunc", "sort", "topk", "scatter", "scatter_add", "fill_",
     "zero_", "new_ones", "empty_like", "lift_fresh", "is_floating_point",
 )  # fmt: skip
