@@ -21,18 +21,13 @@ as the parameter container), so JAFAR checkpoints load with ``strict=True``.
 
 from __future__ import annotations
 
-import math
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
 from upbench.registry import register_operator
 from upbench.upsampler import Upsampler
-
-#: Largest number of attention scores (batch x heads x queries x keys) computed at once.
-DEFAULT_CHUNK_ELEMENTS = 1 << 25
+from upbench_operators._vfm import DEFAULT_CHUNK_ELEMENTS, RoPE, averaged_attention
 
 
 class ResBlock(nn.Module):
@@ -70,31 +65,6 @@ class SFTModulation(nn.Module):
         return self.gamma(features) * self.norm(image) + self.beta(features)
 
 
-class RoPE(nn.Module):
-    """2-D rotary embedding: channel pairs ``(c, c + dim/2)`` rotated by ``coords @ freqs``."""
-
-    def __init__(self, dim: int, theta: int = 100) -> None:
-        super().__init__()
-        self.dim = dim
-        self.theta = theta
-        freqs_1d = theta ** torch.linspace(0, -1, dim // 4, dtype=torch.float64)
-        freqs_1d = torch.cat([freqs_1d, freqs_1d])
-        freqs = torch.zeros(2, dim, dtype=torch.float64)
-        freqs[0, : dim // 2] = freqs_1d  # first half of the channels: rows
-        freqs[1, -dim // 2 :] = freqs_1d  # second half: columns
-        self.freqs = nn.Parameter((freqs * 2 * math.pi).to(torch.get_default_dtype()))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Rotate ``x`` ``(B, C, H, W)`` by the angles of its pixel grid ``linspace(0, 1)`` per axis."""
-        _, _, h, w = x.shape
-        rows = torch.linspace(0, 1, h, device=x.device, dtype=x.dtype)
-        cols = torch.linspace(0, 1, w, device=x.device, dtype=x.dtype)
-        coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(h * w, 2)
-        angle = (coords @ self.freqs.to(x.dtype)).t().reshape(1, self.dim, h, w)
-        x1, x2 = x.chunk(2, dim=1)
-        return x * angle.cos() + torch.cat([-x2, x1], dim=1) * angle.sin()
-
-
 class CrossAttention(nn.Module):
     """Head-averaged attention weights of ``nn.MultiheadAttention`` applied to the raw values."""
 
@@ -125,19 +95,10 @@ class CrossAttention(nn.Module):
         self, query: Tensor, key: Tensor, value: Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     ) -> Tensor:
         """``query (B, N, E)``, ``key (B, M, E)``, ``value (B, M, C)`` -> ``(B, N, C)``."""
-        b, n, e = query.shape
-        m, heads = key.shape[1], self.attention.num_heads
         w_q, b_q, w_k, b_k = self.projections()
-        q = F.linear(self.norm_q(query), w_q, b_q).view(b, n, heads, e // heads).transpose(1, 2)
-        k = F.linear(self.norm_k(key), w_k, b_k).view(b, m, heads, e // heads).transpose(1, 2)
-        q = q * (e // heads) ** -0.5
-        rows = max(1, chunk_elements // max(1, b * heads * m))
-        parts = []
-        for i0 in range(0, n, rows):
-            scores = q[:, :, i0 : i0 + rows] @ k.transpose(-2, -1)  # (B, heads, rows, M)
-            weights = scores.softmax(dim=-1).mean(dim=1)  # head average, as average_attn_weights=True
-            parts.append(weights.to(value.dtype) @ value)
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        q = F.linear(self.norm_q(query), w_q, b_q)
+        k = F.linear(self.norm_k(key), w_k, b_k)
+        return averaged_attention(q, k, value, self.attention.num_heads, chunk_elements=chunk_elements)
 
 
 class CrossAttentionBlock(nn.Module):

@@ -220,7 +220,7 @@ ZERO_OPS = (
     "im2col", "unfold", "unflatten", "pixel_shuffle", "pixel_unshuffle", "pad", "reflection_pad2d",
     "replication_pad2d", "repeat", "repeat_interleave", "broadcast_tensors", "expand_as", "flip", "clone",
     "ones_like", "rand_like", "randn_like", "linspace", "meshgrid", "masked_fill_", "where", "lt", "le",
-    "ne", "logical_and", "logical_or", "max_pool2d", "max_pool2d_with_indices", "adaptive_max_pool2d",
+    "ne", "logical_and", "logical_or", "masked_fill", "max_pool2d", "max_pool2d_with_indices", "adaptive_max_pool2d",
     "amax", "amin", "argmax", "feature_dropout", "dropout_", "alpha_dropout", "view_as", "reshape_as", "tile",
     "movedim", "sign", "round", "ceil", "trunc", "sort", "topk", "scatter", "scatter_add", "fill_",
     "zero_", "new_ones", "empty_like", "lift_fresh", "is_floating_point",
