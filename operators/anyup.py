@@ -76,8 +76,13 @@ class LearnedFeatureUnification(nn.Module):
         return F.softmax(x, dim=1).mean(dim=2)
 
 
-@lru_cache(maxsize=64)
 def window_mask(high: tuple[int, int], low: tuple[int, int], ratio: float) -> Tensor:
+    """The window as a ``(H*W, h*w)`` bool tensor, ``True`` where blocked (see :func:`_window_mask`)."""
+    return torch.from_numpy(_window_mask(tuple(high), tuple(low), float(ratio)))
+
+
+@lru_cache(maxsize=64)
+def _window_mask(high: tuple[int, int], low: tuple[int, int], ratio: float) -> np.ndarray:
     """``(H*W, h*w)`` bool, ``True`` where HR pixel ``q`` may not attend LR pixel ``k`` (AnyUp's window).
 
     HR pixel centres ``(i + 0.5) / H`` in ``[0, 1)``; the window ``[pos - ratio, pos + ratio]`` is clamped to
@@ -96,7 +101,7 @@ def window_mask(high: tuple[int, int], low: tuple[int, int], ratio: float) -> Te
     rows_ok = (np.arange(lh)[None] >= r0[:, None]) & (np.arange(lh)[None] < r1[:, None])  # (H, h)
     cols_ok = (np.arange(lw)[None] >= c0[:, None]) & (np.arange(lw)[None] < c1[:, None])  # (W, w)
     allowed = rows_ok[:, None, :, None] & cols_ok[None, :, None, :]  # (H, W, h, w)
-    return torch.from_numpy(~allowed.reshape(big_h * big_w, lh * lw))
+    return ~allowed.reshape(big_h * big_w, lh * lw)
 
 
 class CrossAttention(nn.Module):

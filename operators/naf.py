@@ -115,8 +115,14 @@ def nearest_exact_index(out_len: int, in_len: int) -> np.ndarray:
     return np.minimum(src, in_len - 1)
 
 
+def window_taps(out_len: int, in_len: int, kernel_size: int) -> tuple[Tensor, Tensor, bool]:
+    """Tensors of :func:`_window_taps` and whether every tap exists (a Python bool: no data-dependent branch)."""
+    index, valid = _window_taps(out_len, in_len, kernel_size)
+    return torch.from_numpy(index), torch.from_numpy(valid), bool(valid.all())
+
+
 @lru_cache(maxsize=128)
-def window_taps(out_len: int, in_len: int, kernel_size: int) -> tuple[Tensor, Tensor]:
+def _window_taps(out_len: int, in_len: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
     """LR index ``(out_len, k)`` of each window tap along one axis and whether the tap exists.
 
     NATTEN's rule on the HR axis with dilation ``d = out_len // in_len``: positions of residue ``r = i % d``
@@ -136,7 +142,7 @@ def window_taps(out_len: int, in_len: int, kernel_size: int) -> tuple[Tensor, Te
         positions = r + d * (start + np.arange(n))
         index[i, :n], valid[i, :n] = src[positions], True
         index[i, n:] = src[positions[-1]]
-    return torch.from_numpy(index), torch.from_numpy(valid)
+    return index, valid
 
 
 def neighbourhood_attention(
@@ -164,8 +170,9 @@ def neighbourhood_attention(
     """
     b, heads, dq, big_h, big_w = q.shape
     dv, kk, w = v.shape[2], kernel_size, k.shape[-1]
-    rows_idx, rows_ok = (t.to(q.device) for t in window_taps(big_h, k.shape[-2], kk))
-    cols_idx, cols_ok = (t.to(q.device) for t in window_taps(big_w, w, kk))
+    rows_idx, rows_ok, rows_full = window_taps(big_h, k.shape[-2], kk)
+    cols_idx, cols_ok, cols_full = window_taps(big_w, w, kk)
+    rows_idx, rows_ok, cols_idx, cols_ok = (t.to(q.device) for t in (rows_idx, rows_ok, cols_idx, cols_ok))
     step = max(1, chunk_elements // max(1, b * heads * kk * w * max(dq, dv, big_w)))
     parts = []
     for i0 in range(0, big_h, step):
@@ -177,8 +184,8 @@ def neighbourhood_attention(
         dense = (queries @ keys).view(b, heads, rows, big_w, kk, w)
         pick = cols_idx.view(1, 1, 1, big_w, 1, kk).expand(b, heads, rows, big_w, kk, kk)
         scores = dense.gather(-1, pick)  # (B, n, r, W, a, c): LR pixel (R[i, a], C[j, c])
-        blocked = ~(rows_ok[i0:i1, None, :, None] & cols_ok[None, :, None, :])  # (r, W, k, k)
-        if bool(blocked.any()):
+        if not (rows_full and cols_full):  # LR smaller than the window: mask the missing taps
+            blocked = ~(rows_ok[i0:i1, None, :, None] & cols_ok[None, :, None, :])  # (r, W, k, k)
             scores = scores.masked_fill(blocked, float("-inf"))
         weights = scores.flatten(-2).softmax(dim=-1).view(b, heads, rows, big_w, kk, kk)
         spread = weights.new_zeros(b, heads, rows, big_w, kk, w).scatter_add(-1, pick, weights)
