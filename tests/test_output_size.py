@@ -115,3 +115,30 @@ def test_nearest_any_size_copies_floor_of_the_ratio() -> None:
 @pytest.mark.parametrize("name", ANY_SCALE)
 def test_x14_vit_patch_ratio(name: str) -> None:
     check_operator(name, 14, in_channels=8, guide_channels=8)
+
+
+@pytest.mark.parametrize("name", ["dysample", "dysample_plus"])
+def test_dysample_any_size_is_bilinear_with_zero_offsets(name: str) -> None:
+    op = upbench.create_operator(name, 8, 2).double().eval()
+    torch.nn.init.zeros_(op.offset.weight)
+    x = torch.randn(1, 8, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(op(x, output_size=(11, 9)), _bilinear_reference(x, (11, 9)), rtol=1e-10, atol=1e-10)
+
+
+def test_dysample_any_size_path_at_the_integer_size_is_the_official_one() -> None:
+    from upbench_operators.dysample import initial_positions, sample_points, sample_points_at
+
+    torch.manual_seed(0)
+    op = upbench.create_operator("dysample", 8, 3).double().eval()
+    torch.nn.init.normal_(op.offset.weight, std=0.3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # init_pos is stored in float32 (1/3 rounded); use the exact values
+    try:
+        op.init_pos.copy_(initial_positions(3, op.groups))
+    finally:
+        torch.set_default_dtype(previous)
+    x = torch.randn(2, 8, 4, 5, dtype=torch.float64)
+    offsets = op.offsets(x)
+    official = sample_points(x, offsets, 3, op.groups)
+    general = sample_points_at(x, offsets - op.init_pos, 3, op.groups, (12, 15))
+    torch.testing.assert_close(general, official, rtol=1e-10, atol=1e-10)
