@@ -28,7 +28,7 @@ from torch import Tensor
 
 from upbench.errors import InputShapeError
 
-PaddingMode = Literal["zeros", "replicate"]
+PaddingMode = Literal["zeros", "replicate", "reflect"]
 
 #: Largest number of elements of the gathered LR windows processed at once (per chunk of rows).
 DEFAULT_CHUNK_ELEMENTS = 1 << 26
@@ -58,9 +58,9 @@ def _pad(x: Tensor, pad: int, padding_mode: PaddingMode) -> Tensor:
         return x
     if padding_mode == "zeros":
         return F.pad(x, (pad, pad, pad, pad))
-    if padding_mode == "replicate":
-        return F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    raise InputShapeError(f"reassemble: padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
+    if padding_mode in ("replicate", "reflect"):
+        return F.pad(x, (pad, pad, pad, pad), mode=padding_mode)
+    raise InputShapeError(f"reassemble: padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}")
 
 
 def _reassemble_rows(xp: Tensor, kernels: Tensor, kernel_size: int, scale: int, groups: int) -> Tensor:
@@ -96,8 +96,9 @@ def reassemble(
         kernel_size: odd window size ``k``.
         scale: integer ratio ``s``.
         groups: channel groups sharing one kernel each (CARAFE's ``up_group``).
-        padding_mode: ``"zeros"`` (out-of-image taps read 0, as mmcv CARAFE and SAPA) or
-            ``"replicate"`` (border value, as clamped coordinates in ReSFU's FNS).
+        padding_mode: ``"zeros"`` (out-of-image taps read 0, as mmcv CARAFE and SAPA),
+            ``"replicate"`` (border value, as clamped coordinates in ReSFU's FNS) or ``"reflect"``
+            (mirrored without repeating the border, as FeatUp's JBU).
         chunk_elements: process LR rows in chunks so that the gathered windows stay below this
             many elements (bounds the temporary memory of large inputs).
 

@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from upbench_operators._reassembly import PaddingMode
+from upbench_operators._reassembly import _pad as pad_border
+
 #: Largest number of elements of the gathered key windows processed at once (per chunk of rows).
 DEFAULT_CHUNK_ELEMENTS = 1 << 26
 
@@ -59,6 +62,7 @@ def window_similarity(
     kernel_size: int,
     scale: int,
     *,
+    padding_mode: PaddingMode = "zeros",
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> Tensor:
     """Dot products between each HR query and the ``k x k`` LR keys around ``floor(p / scale)``.
@@ -68,6 +72,8 @@ def window_similarity(
         key: LR keys ``Tensor[B, E, h, w]``.
         kernel_size: odd window size ``k``.
         scale: integer ratio ``s``.
+        padding_mode: ``"zeros"`` (taps outside the image score 0, as SAPA) or another mode of
+            :func:`operators._reassembly.reassemble` (``"reflect"``: FeatUp's JBU at ``scale=1``).
         chunk_elements: process LR rows in chunks so that the gathered windows stay below this
             many elements (bounds the temporary memory of large inputs).
 
@@ -79,7 +85,7 @@ def window_similarity(
     query = query.to(key.dtype) if query.dtype != key.dtype else query
     b, e, h, w = key.shape
     pad = kernel_size // 2
-    key_pad = F.pad(key, (pad, pad, pad, pad))
+    key_pad = pad_border(key, pad, padding_mode)
     rows_per_chunk = max(1, chunk_elements // max(1, b * e * kernel_size * kernel_size * w))
     if rows_per_chunk >= h:
         return _similarity_rows(key_pad, query, kernel_size, scale)

@@ -20,9 +20,10 @@ from upbench.upsampler import Upsampler
     guided=False,
     guide_passthrough=False,
     learnable=False,
+    any_size=True,
     code="torch nn.Upsample(mode='bilinear', align_corners=False) as in zmhhmz/ReSFU@62e9d9c build_upsampler.py",
     conventions={
-        "lr_window": "continuous half-pixel centre (p + 0.5)/s - 0.5",
+        "lr_window": "continuous half-pixel centre (p + 0.5)*h/H - 0.5 ((p + 0.5)/s - 0.5 at integer scale s)",
         "border": "coordinates clamped to the LR border",
         "align_corners": "False",
     },
@@ -36,5 +37,5 @@ class Bilinear(Upsampler):
         super().__init__(in_channels, scale, guide_channels=guide_channels)
         self.align_corners = align_corners
 
-    def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        return F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=self.align_corners)
+    def upsample(self, x: Tensor, guide: Tensor | None, size: tuple[int, int]) -> Tensor:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)

@@ -40,6 +40,9 @@ _DEVIATIONS = (
     "precision on large maps); identical for float32/float64.",
 )
 _NOTES = (
+    "Any output size (upbench extension; the official takes integer scales): the learned offset field at "
+    "(s*h, s*w) is resized bilinearly to the output size and added to each output pixel's own centre "
+    "(sample_points_at); at s times the input it is the official computation, with zero offsets bilinear.",
     "Unguided: the guide is accepted and ignored. Any integer scale (offsets are pixel-shuffled to s x s).",
     "At initialisation (offset weights N(0, 0.001), bias 0) the output is close to bilinear upsampling "
     "with align_corners=False; with zero offset weights it equals it up to float rounding (tested).",
@@ -90,6 +93,33 @@ def sample_points(x: Tensor, offset: Tensor, scale: int, groups: int) -> Tensor:
         align_corners=False,
     )
     return out.view(b, c, h * s, w * s).to(x.dtype)
+
+
+def sample_points_at(x: Tensor, learned: Tensor, scale: int, groups: int, size: tuple[int, int]) -> Tensor:
+    """DySample at any output size ``(H, W)`` (an upbench extension; DySample has integer scales only).
+
+    The learned offsets (``offset`` minus ``init_pos``) form an ``(s*h, s*w)`` field per group, resized
+    bilinearly to ``(H, W)``; HR pixel ``(P, Q)`` samples the LR map at its own centre
+    ``((Q + 0.5) w / W, (P + 0.5) h / H)`` plus that offset. At ``(H, W) = (s*h, s*w)`` this is
+    :func:`sample_points` (the centre equals LR centre + ``init_pos``); with zero offsets it is bilinear
+    resizing with ``align_corners=False``.
+    """
+    b, c, h, w = x.shape
+    s, g = scale, groups
+    big_h, big_w = size
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    field = learned.to(dtype).view(b, 2, g, s, s, h, w).permute(0, 2, 1, 5, 3, 6, 4).reshape(b * g, 2, h * s, w * s)
+    if (big_h, big_w) != (h * s, w * s):
+        field = F.interpolate(field, size=(big_h, big_w), mode="bilinear", align_corners=False)
+    cols = (torch.arange(big_w, dtype=dtype, device=x.device) + 0.5) * (w / big_w)
+    rows = (torch.arange(big_h, dtype=dtype, device=x.device) + 0.5) * (h / big_h)
+    centres = torch.stack(torch.broadcast_tensors(cols.view(1, -1), rows.view(-1, 1)), dim=-1)
+    lr_size = torch.tensor([w, h], dtype=dtype, device=x.device)
+    grid = 2 * (centres + field.permute(0, 2, 3, 1)) / lr_size - 1
+    out = F.grid_sample(
+        x.to(dtype).reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out.view(b, c, big_h, big_w).to(x.dtype)
 
 
 class _DySampleBase(Upsampler):
@@ -147,8 +177,11 @@ class _DySampleBase(Upsampler):
             raw = F.pixel_unshuffle(raw, s)
         return raw * factor + self.init_pos
 
-    def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        return sample_points(x, self.offsets(x), self.scale, self.groups)
+    def upsample(self, x: Tensor, guide: Tensor | None, size: tuple[int, int]) -> Tensor:
+        offsets = self.offsets(x)
+        if tuple(size) == (self.scale * x.shape[-2], self.scale * x.shape[-1]):
+            return sample_points(x, offsets, self.scale, self.groups)
+        return sample_points_at(x, offsets - self.init_pos, self.scale, self.groups, size)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, style={self.style!r}, groups={self.groups}, dyscope={self.dyscope}"
@@ -161,6 +194,7 @@ class _DySampleBase(Upsampler):
     guide_passthrough=False,
     paper="ICCV 2023, arXiv:2308.15085",
     scales=None,
+    any_size=True,
     code=_CODE,
     conventions={**_CONVENTIONS, "offsets": "lp style, static scope: 0.25 * conv1x1(x) + init_pos"},
     deviations=_DEVIATIONS,
@@ -179,6 +213,7 @@ class DySample(_DySampleBase):
     guide_passthrough=False,
     paper="ICCV 2023, arXiv:2308.15085",
     scales=None,
+    any_size=True,
     code=_CODE + " with dyscope=True",
     conventions={
         **_CONVENTIONS,

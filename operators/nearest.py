@@ -19,11 +19,15 @@ from upbench.upsampler import Upsampler
     guided=False,
     guide_passthrough=False,
     learnable=False,
+    any_size=True,
     code="torch nn.Upsample(mode='nearest') as in zmhhmz/ReSFU@62e9d9c mmseg/models/upsamplers/build_upsampler.py",
-    conventions={"lr_window": "HR pixel p copies LR pixel floor(p/s)", "border": "n/a"},
+    conventions={
+        "lr_window": "HR pixel p copies LR pixel floor(p*h/H) (floor(p/s) at integer scale s)",
+        "border": "n/a",
+    },
 )
 class Nearest(Upsampler):
-    """Nearest-neighbour upsampling by an integer ``scale``; no parameters, ignores ``guide``."""
+    """Nearest-neighbour upsampling by ``scale`` or to any ``output_size``; no parameters, ignores ``guide``."""
 
-    def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        return F.interpolate(x, scale_factor=self.scale, mode="nearest")
+    def upsample(self, x: Tensor, guide: Tensor | None, size: tuple[int, int]) -> Tensor:
+        return F.interpolate(x, size=size, mode="nearest")

@@ -292,6 +292,8 @@ def _model_variants() -> list[tuple[str, dict]]:
     for arch in ARCHITECTURES:
         if arch == "plain":
             variants += [(arch, {"scale": s}) for s in (min(PLAIN_SCALES), max(PLAIN_SCALES))]
+        elif arch == "probe":  # frozen ViT + operator to full resolution + 1x1 probe
+            variants += [(arch, {"protocol": "trained"})]
         else:
             variants += [(arch, {"protocol": p}) for p in PROTOCOL_SCALES]
     return variants

@@ -173,6 +173,11 @@ def test_resume_equals_uninterrupted_run(tmp_path, optimizer: str) -> None:
     assert train(fresh(), data, relaxed, checkpoint_dir=tmp_path, progress=False).iterations == 5
 
 
+#: AnyUp's window (+-0.1 of the image) holds a single LR pixel on the 2x2 map of the cascade's first x2 step
+#: (64 px images): its softmax is constant, so that step's query/key parameters get exactly zero gradient.
+_CONSTANT_ATTENTION = {("anyup", "cascade")}
+
+
 def _smoke_settings() -> list:
     settings = (
         ("plain", {"scale": 4}),
@@ -194,10 +199,14 @@ def test_every_operator_trains_end_to_end(operator: str, architecture: str, kw: 
     size = 32 if architecture == "plain" else 64
     result = train(model, _dataset(n=4, size=size), TrainConfig(lr=1e-3, iters=2, batch_size=2), progress=False)
     assert result.iterations == 2 and math.isfinite(result.final_loss)
+    changed = []
     for op in model.upsamplers():  # the operator's own parameters were updated
         for n, p in model.named_parameters():
             if any(p is q for q in op.parameters()) and p.requires_grad:
-                assert not torch.equal(p, before[n]), f"{operator}: {n} did not change"
+                changed.append(not torch.equal(p, before[n]))
+                if (operator, kw.get("protocol")) not in _CONSTANT_ATTENTION:
+                    assert changed[-1], f"{operator}: {n} did not change"
+    assert not changed or any(changed), f"{operator}: no operator parameter changed"
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, K, size, size)

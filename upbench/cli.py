@@ -71,6 +71,7 @@ def _info_dict(name: str) -> dict:
         "learnable": info.learnable,
         "paper": info.paper,
         "scales": list(info.scales) if info.scales is not None else "any",
+        "any_size": info.any_size,
         "code": info.code,
         "conventions": dict(info.conventions),
         "deviations": list(info.deviations),
@@ -90,7 +91,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     wrap = lambda s: textwrap.fill(s, 100, initial_indent="  - ", subsequent_indent="    ")  # noqa: E731
     print(f"{d['title']} ('{d['name']}')")
-    print(f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}")
+    print(
+        f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}"
+        f"   any output size: {d['any_size']}"
+    )
     print(f"  guide passthrough (output can carry guide content directly): {d['guide_passthrough']}")
     print(f"  paper: {d['paper'] or '-'}")
     print(f"  code: {d['code'] or '-'}")

@@ -17,6 +17,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,13 +31,22 @@ from upbench.errors import ConfigError, UpbenchError
 from upbench.validation import Bounds, NonNegativeInt, PositiveInt
 
 SUITE_PACKAGE = "upbench_suites"
-ARCHITECTURES = ("hierarchical", "plain")
+ARCHITECTURES = ("hierarchical", "plain", "probe")
 PROTOCOLS = ("jump", "cascade")
 #: Largest single-step ratio of each hierarchical protocol (recorded as the cell's ``scale``).
 PROTOCOL_SCALE = {"jump": 8, "cascade": 2}
 #: Version of the measurement protocol, part of every cell id: bump it when a change of code
 #: (not of settings) makes earlier results incomparable, so that old cells are reported as stale.
 PROTOCOL_VERSION = 2
+
+#: Probe architecture: upsampler trained with the task loss or frozen (``upbench.architectures.probe``).
+PROBE_PROTOCOLS = ("trained", "frozen")
+
+
+def probe_scale(preset: str) -> int:
+    """The probe's ratio, the ViT patch: 16 for the built-in presets, ``patchNN`` of a ``timm:`` name."""
+    found = re.search(r"patch(\d+)", preset) if preset.startswith("timm:") else None
+    return int(found.group(1)) if found else 16
 
 
 # --------------------------------------------------------------------------- typed sections
@@ -53,7 +63,7 @@ class SuiteMeta:
 class ArchitectureSpec:
     """One ``[[architectures]]`` entry: a model family with its preset and ratios or protocols."""
 
-    name: Literal["hierarchical", "plain"] = "plain"
+    name: Literal["hierarchical", "plain", "probe"] = "plain"
     preset: str = "tiny"
     scales: list[PositiveInt] = field(default_factory=lambda: [4])
     protocols: list[str] = field(default_factory=lambda: ["jump"])
@@ -177,9 +187,10 @@ def _semantic_problems(cfg: SuiteConfig) -> list[str]:
             if bad or not arch.scales:
                 out.append(f"{where}.scales = {arch.scales}: the plain architecture supports 4, 8 and 16")
         else:
-            bad = [p for p in arch.protocols if p not in PROTOCOLS]
+            valid = PROBE_PROTOCOLS if arch.name == "probe" else PROTOCOLS
+            bad = [p for p in arch.protocols if p not in valid]
             if bad or not arch.protocols:
-                out.append(f"{where}.protocols = {arch.protocols}: choose from {', '.join(PROTOCOLS)}")
+                out.append(f"{where}.protocols = {arch.protocols}: choose from {', '.join(valid)}")
     for size in cfg.ops.sizes:
         if len(size) != 5:
             out.append(f"ops size {size} must be [batch, in_channels, lr_height, lr_width, guide_channels], all >= 1")
@@ -451,11 +462,12 @@ class Suite:
                     cells.append(cell)
                 continue
             for arch in cfg.architectures:
-                variants = (
-                    [("direct", s) for s in arch.scales]
-                    if arch.name == "plain"
-                    else [(p, PROTOCOL_SCALE[p]) for p in arch.protocols]
-                )
+                if arch.name == "plain":
+                    variants = [("direct", s) for s in arch.scales]
+                elif arch.name == "probe":
+                    variants = [(p, probe_scale(arch.preset)) for p in arch.protocols]
+                else:
+                    variants = [(p, PROTOCOL_SCALE[p]) for p in arch.protocols]
                 for protocol, scale in variants:
                     for seed in cfg.seeds:
                         cells.append(

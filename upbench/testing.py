@@ -52,7 +52,8 @@ def check_operator(
 
     Checks the output shape, dtype and device; that gradients reach ``x``, the guide (guided
     operators) and every trainable parameter; that eval mode is deterministic; that unguided
-    operators ignore the guide; and that bad inputs raise :class:`InputShapeError`.
+    operators ignore the guide; that guided ``any_size`` operators return the guide's size; and that
+    bad inputs raise :class:`InputShapeError`.
     Raises ``AssertionError`` naming the first violation.
     """
     info = operator_info(name)
@@ -96,6 +97,12 @@ def check_operator(
     expect_error("wrong input channels", torch.randn(b, c + 1, h, w, device=device), guide)
     if info.guided:
         expect_error("missing guide", x0)
-        expect_error("guide of the wrong size", x0, guide.detach()[..., :-1, :])
+        if info.any_size:  # any guide size is valid and sets the output size
+            other = guide.detach()[..., :-1, :]
+            with torch.no_grad():
+                shape = tuple(op(x0, other).shape)
+            assert shape == (b, c, *other.shape[-2:]), f"{name}: a guide of another size gave output {shape}"
+        else:
+            expect_error("guide of the wrong size", x0, guide.detach()[..., :-1, :])
         expect_error("guide with wrong channels", x0, torch.cat([guide.detach(), guide.detach()[:, :1]], 1))
         expect_error("guide of another dtype", x0, guide.detach().double())

@@ -1,13 +1,20 @@
 """The one interface every upsampler implements.
 
 An upsampler is an ``nn.Module`` built as ``Op(in_channels, scale, *, guide_channels=None,
-**options)`` and called as ``op(x, guide=None)``:
+**options)`` and called as ``op(x, guide=None, output_size=None)``:
 
 * ``x`` is the low-resolution (LR) feature, ``Tensor[B, C, h, w]`` with ``C == in_channels``;
 * ``guide`` is the high-resolution (HR) feature, ``Tensor[B, C_g, s*h, s*w]`` with
   ``C_g == guide_channels``. Guided operators need it; unguided ones accept and ignore it, so a
   decoder calls every operator the same way;
 * the result is ``Tensor[B, C, s*h, s*w]``: the channels of ``x`` at ``scale`` times its size.
+
+Arbitrary output sizes: an operator registered with ``any_size=True`` also produces sizes that are
+not an integer multiple of ``x`` (e.g. 16x16 ViT-S/14 features of a 224 px image to 256x256, or
+40x23 to 80x45). A guided one then returns the guide's size (the guide may have any size); an
+unguided one returns ``output_size`` (default ``(s*h, s*w)``). Its ``upsample`` receives the target
+size as a third argument. The other operators accept ``output_size`` only when it equals
+``(s*h, s*w)`` and otherwise raise a one-line :class:`~upbench.errors.InputShapeError`.
 
 Subclasses implement :meth:`Upsampler.upsample`; the base :meth:`Upsampler.forward` checks the
 inputs first and raises :class:`~upbench.errors.InputShapeError` with a message that names the
@@ -42,6 +49,8 @@ class OperatorInfo:
         learnable: whether the operator has learnable parameters with its default options.
         paper: reference (e.g. ``"arXiv:2407.02283"``); empty for textbook baselines.
         scales: supported integer scales, or ``None`` for any integer >= 2.
+        any_size: whether the operator produces any output size (not only ``scale`` times the input):
+            the guide's size (guided) or ``output_size`` (unguided).
         code: the official code this implementation mirrors (repository, commit, file).
         conventions: conventions that change results (LR window, border, align_corners, ...).
         deviations: every place where the implementation departs from the official code.
@@ -59,6 +68,7 @@ class OperatorInfo:
     learnable: bool = True
     paper: str = ""
     scales: tuple[int, ...] | None = None
+    any_size: bool = False
     code: str = ""
     conventions: Mapping[str, str] = field(default_factory=dict)
     deviations: tuple[str, ...] = ()
@@ -148,19 +158,39 @@ class Upsampler(nn.Module):
         """The registry name of this operator."""
         return type(self).info.name
 
-    def forward(self, x: Tensor, guide: Tensor | None = None) -> Tensor:
-        """Upsample ``x`` (``Tensor[B, C, h, w]``) by ``scale``, guided by ``guide`` if needed."""
+    def forward(self, x: Tensor, guide: Tensor | None = None, output_size: tuple[int, int] | None = None) -> Tensor:
+        """Upsample ``x`` (``Tensor[B, C, h, w]``) by ``scale`` (or to the guide's size / ``output_size``
+        for ``any_size`` operators), guided by ``guide`` if needed."""
+        info = type(self).info
         if not _is_tracing():
-            self.check_inputs(x, guide)
-        return self.upsample(x, guide if type(self).info.guided else None)
+            self.check_inputs(x, guide, output_size)
+        guide = guide if info.guided else None
+        if not info.any_size:
+            return self.upsample(x, guide)
+        return self.upsample(x, guide, self.target_size(x, guide, output_size))
 
-    def upsample(self, x: Tensor, guide: Tensor | None) -> Tensor:
-        """The operator itself; inputs are already validated. Implemented by subclasses."""
+    def target_size(
+        self, x: Tensor, guide: Tensor | None, output_size: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
+        """The output size ``(H, W)``: the guide's (guided), else ``output_size``, else ``scale`` x ``x``'s."""
+        if guide is not None and type(self).info.guided:
+            return int(guide.shape[-2]), int(guide.shape[-1])
+        if output_size is not None:
+            return int(output_size[0]), int(output_size[1])
+        return self.scale * int(x.shape[-2]), self.scale * int(x.shape[-1])
+
+    def upsample(self, x: Tensor, guide: Tensor | None, *size: tuple[int, int]) -> Tensor:
+        """The operator itself; inputs are already validated. Implemented by subclasses.
+
+        ``any_size`` operators are called as ``upsample(x, guide, (H, W))``, the others as
+        ``upsample(x, guide)``.
+        """
         raise NotImplementedError
 
-    def check_inputs(self, x: Tensor, guide: Tensor | None) -> None:
-        """Raise :class:`InputShapeError` naming the problem if ``x``/``guide`` do not fit."""
+    def check_inputs(self, x: Tensor, guide: Tensor | None, output_size: tuple[int, int] | None = None) -> None:
+        """Raise :class:`InputShapeError` naming the problem if ``x``/``guide``/``output_size`` do not fit."""
         name = self.name
+        info = type(self).info
         if not isinstance(x, Tensor):
             raise InputShapeError(f"operator '{name}': x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
@@ -172,6 +202,7 @@ class Upsampler(nn.Module):
                 f"operator '{name}' was built for in_channels={self.in_channels} but x has "
                 f"{x.shape[1]} channels (shape {_shape(x)})"
             )
+        self._check_output_size(x, guide, output_size)
         if not type(self).info.guided:
             return
         b, _, h, w = x.shape
@@ -191,7 +222,7 @@ class Upsampler(nn.Module):
                 f"operator '{name}' was built for guide_channels={self.guide_channels} but the guide has "
                 f"{guide.shape[1]} channels"
             )
-        if tuple(guide.shape[-2:]) != (s * h, s * w):
+        if tuple(guide.shape[-2:]) != (s * h, s * w) and not info.any_size:
             raise InputShapeError(
                 f"operator '{name}': guide is {guide.shape[-2]}x{guide.shape[-1]} but x ({h}x{w}) "
                 f"x scale {s} needs {s * h}x{s * w}"
@@ -202,6 +233,28 @@ class Upsampler(nn.Module):
             )
         if guide.device != x.device:
             raise InputShapeError(f"operator '{name}': guide is on {guide.device} but x is on {x.device}")
+
+    def _check_output_size(self, x: Tensor, guide: Tensor | None, output_size: tuple[int, int] | None) -> None:
+        if output_size is None:
+            return
+        name, info = self.name, type(self).info
+        ok = isinstance(output_size, (tuple, list, torch.Size)) and len(output_size) == 2
+        if not ok or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in output_size):
+            raise InputShapeError(
+                f"operator '{name}': output_size must be two positive integers (H, W), got {output_size!r}"
+            )
+        size = (int(output_size[0]), int(output_size[1]))
+        h, w = x.shape[-2:]
+        if not info.any_size and size != (self.scale * h, self.scale * w):
+            raise InputShapeError(
+                f"operator '{name}' only produces scale x the input: x ({h}x{w}) x scale {self.scale} = "
+                f"{self.scale * h}x{self.scale * w}, not output_size {size[0]}x{size[1]}"
+            )
+        if info.guided and isinstance(guide, Tensor) and guide.dim() == 4 and tuple(guide.shape[-2:]) != size:
+            raise InputShapeError(
+                f"operator '{name}': output_size {size[0]}x{size[1]} differs from the guide's size "
+                f"{guide.shape[-2]}x{guide.shape[-1]} (a guided operator returns the guide's size)"
+            )
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups with a learning-rate multiplier ``lr_mult`` each.

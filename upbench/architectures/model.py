@@ -11,13 +11,14 @@ from upbench.architectures.fcn_head import FCNHead
 from upbench.architectures.mit import MiT
 from upbench.architectures.paramwise import param_groups as paramwise_groups
 from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS, MiTPreset, ViTPreset, lookup
+from upbench.architectures.probe import build_probe_parts
 from upbench.architectures.segformer_head import PROTOCOLS, SegFormerHead
 from upbench.architectures.timm_backbone import PREFIX, TimmEncoder
 from upbench.architectures.vit import ViT
 from upbench.errors import ConfigError
 from upbench.upsampler import Upsampler
 
-ARCHITECTURES = ("hierarchical", "plain")
+ARCHITECTURES = ("hierarchical", "plain", "probe")
 PLAIN_SCALES = (4, 8, 16)
 #: Largest single-step ratio of each hierarchical protocol (the ``scale`` of its cells).
 PROTOCOL_SCALES = {"jump": 8, "cascade": 2}
@@ -123,6 +124,8 @@ def build_model(
     in_channels: int = 3,
     dropout: float | None = None,
     guide_channels: int = 32,
+    backbone_weights: str | None = None,
+    upsampler_weights: str | None = None,
 ) -> SegmentationModel:
     """Build a segmentation model whose upsampling is done by the registered ``operator``.
 
@@ -140,6 +143,8 @@ def build_model(
         in_channels: image channels.
         dropout: dropout before the classifier (default 0.1 hierarchical, 0 plain).
         guide_channels: channels of the plain model's image stem (32 as in ReSFU).
+        backbone_weights, upsampler_weights: probe only: local state_dict files loaded strictly
+            (see :mod:`upbench.architectures.probe`; ``protocol`` ``"trained"`` or ``"frozen"`` upsampler).
 
     The features dict of ``model(images, return_features=True)`` has ``"upsampled"`` (plain:
     the operator output; jump: stage 4 brought to stride 4 by the x8 operator; cascade: stage 4
@@ -223,6 +228,28 @@ def build_model(
             preset=preset,
             operator=operator,
             size_divisor=16,
+            head_takes_images=True,
+        )
+    if architecture == "probe":
+        encoder, head, protocol, scale = build_probe_parts(
+            operator=operator,
+            num_classes=num_classes,
+            preset=preset,
+            protocol=protocol,
+            scale=scale,
+            operator_options=options,
+            backbone_weights=backbone_weights,
+            upsampler_weights=upsampler_weights,
+        )
+        return SegmentationModel(
+            encoder,
+            head,
+            architecture=architecture,
+            protocol=protocol,
+            scale=scale,
+            preset=preset,
+            operator=operator,
+            size_divisor=scale,
             head_takes_images=True,
         )
     raise ConfigError(f"unknown architecture '{architecture}'; choose from {', '.join(ARCHITECTURES)}")

@@ -202,11 +202,17 @@ def baddbmm(inputs: list[Any], outputs: list[Any]) -> int:
     return b1[0] * b1[1] * b1[2] * b2[2] + float_numel(outputs[0])
 
 
+def rms_norm(inputs: list[Any], outputs: list[Any]) -> int:
+    """RMSNorm: 4 per element with a weight (square, mean, scale, weight), 3 without (as norms above)."""
+    has_weight = len(inputs) > 2 and inputs[2].type().kind() != "NoneType"
+    return (4 if has_weight else 3) * float_numel(outputs[0])
+
+
 ELEMENTWISE_OPS = (
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "reciprocal", "pow",
     "sqrt", "rsqrt", "exp", "exp_", "log", "abs", "square", "sigmoid", "sigmoid_", "tanh", "tanh_",
     "relu", "relu_", "relu6", "gelu", "silu", "silu_", "hardswish", "hardsigmoid", "leaky_relu",
-    "leaky_relu_", "elu", "softplus", "erf", "clamp_min", "addcmul",
+    "leaky_relu_", "elu", "softplus", "erf", "clamp_min", "clamp_max", "clamp", "addcmul", "cos", "sin",
 )  # fmt: skip
 REDUCTION_OPS = ("sum", "mean", "linalg_vector_norm", "norm", "frobenius_norm", "col2im", "cumsum")
 SOFTMAX_OPS = ("softmax", "_softmax", "log_softmax")
@@ -214,8 +220,9 @@ ZERO_OPS = (
     "im2col", "unfold", "unflatten", "pixel_shuffle", "pixel_unshuffle", "pad", "reflection_pad2d",
     "replication_pad2d", "repeat", "repeat_interleave", "broadcast_tensors", "expand_as", "flip", "clone",
     "ones_like", "rand_like", "randn_like", "linspace", "meshgrid", "masked_fill_", "where", "lt", "le",
-    "ne", "logical_and", "logical_or", "max_pool2d", "max_pool2d_with_indices", "adaptive_max_pool2d",
-    "amax", "argmax", "feature_dropout", "dropout_", "alpha_dropout", "view_as", "reshape_as", "tile",
+    "ne", "logical_and", "logical_or", "masked_fill", "index_select", "max_pool2d", "max_pool2d_with_indices",
+    "adaptive_max_pool2d",
+    "amax", "amin", "argmax", "feature_dropout", "dropout_", "alpha_dropout", "view_as", "reshape_as", "tile",
     "movedim", "sign", "round", "ceil", "trunc", "sort", "topk", "scatter", "scatter_add", "fill_",
     "zero_", "new_ones", "empty_like", "lift_fresh", "is_floating_point",
 )  # fmt: skip
@@ -234,6 +241,7 @@ HANDLES: dict[str, Handle | None] = {
     "aten::einsum": einsum,
     "aten::scaled_dot_product_attention": scaled_dot_product_attention,
     "aten::baddbmm": baddbmm,
+    "aten::rms_norm": rms_norm,
 }
 
 #: One line per convention, for reports and ``upbench info``.
@@ -251,5 +259,6 @@ MAC_CONVENTIONS: dict[str, str] = {
     "scaled_dot_product_attention": "B*L*S*(E+Ev) + 5 per score (scale, softmax)",
     "conv/matmul/linear": "fvcore: N*prod(output)*Cin/groups*prod(kernel); bias not counted",
     "norms": "fvcore: layer/group/instance norm 5 per element (4 without affine); batch_norm (eval) 2",
+    "rms_norm": "4 per element with a weight, 3 without",
     "data movement": "0: unfold/im2col, pixel_shuffle, pads, repeat_interleave, views, copies, dropout",
 }

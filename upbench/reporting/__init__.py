@@ -13,6 +13,7 @@ from upbench.reporting.figures import (
     accuracy_vs_gmacs_figure,
     bf_vs_ratio_figure,
     ops_costs_figure,
+    ops_size_figure,
     save_figure,
 )
 from upbench.reporting.load import aggregate, load_rows, measurements, suite_name, summarise
@@ -31,6 +32,7 @@ __all__ = [
     "measurements",
     "mosaic_index",
     "ops_costs_figure",
+    "ops_size_figure",
     "ops_tables",
     "pca_rgb",
     "save_figure",

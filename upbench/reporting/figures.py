@@ -186,6 +186,53 @@ def ops_costs_figure(ops: pd.DataFrame) -> Figure:
     return fig
 
 
+SIZE_METRICS = (
+    ("gmacs", "GMACs"),
+    ("latency_forward", "forward latency (ms)"),
+    ("latency_forward_backward", "forward+backward latency (ms)"),
+    ("peak_memory", "peak memory (MiB)"),
+)
+
+
+def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None) -> Figure:
+    """Cost against the output size (HR pixels) on log-log axes: one column per channel count, one line
+    per operator (every ratio and LR size of the grid), out-of-memory cells as crosses on the top edge."""
+    metrics = [(m, name) for m, name in SIZE_METRICS if not ops.empty and (ops["metric"] == m).any()]
+    if not metrics:
+        raise FigureSkipped(
+            "no ops rows with GMACs, latency or peak memory (run an ops suite, e.g. `upbench run cost`)"
+        )
+    pixels = lambda d: d["lr_height"] * d["lr_width"] * d["scale"] ** 2  # noqa: E731
+    ops = ops.assign(pixels=pixels(ops))
+    oom = pd.DataFrame()
+    if rows is not None and not rows.empty and "status" in rows:
+        oom = rows[(rows["kind"] == "ops") & (rows["status"] == "oom")].drop_duplicates("cell_id")
+        oom = oom.assign(pixels=pixels(oom)) if not oom.empty else oom
+    channels = sorted(
+        set(ops["in_channels"].astype(int)) | set(oom["in_channels"].astype(int) if not oom.empty else [])
+    )
+    colours = palette(sorted(set(ops["label"]) | set(oom["label"] if not oom.empty else [])))
+    fig, axes = _new_figure(len(channels), len(metrics))
+    for row, (metric, name) in enumerate(metrics):
+        for col, c in enumerate(channels):
+            ax = axes[row, col]
+            g = ops[(ops["metric"] == metric) & (ops["in_channels"] == c)]
+            for label, lg in g.groupby("label", sort=True):
+                lg = lg.groupby("pixels", as_index=False)["mean"].median().sort_values("pixels")
+                ax.plot(lg["pixels"], lg["mean"], marker="o", ms=3, color=colours[label], label=label)
+            ax.set_xscale("log")
+            if not g.empty and (g["mean"] > 0).all():
+                ax.set_yscale("log")
+            lost = oom[oom["in_channels"] == c] if not oom.empty else oom
+            for label, lg in lost.groupby("label", sort=True) if not lost.empty else ():
+                ax.plot(
+                    lg["pixels"], [1.0] * len(lg), "x", ms=7, color=colours[label], transform=ax.get_xaxis_transform()
+                )
+            ax.set(title=f"{c} channels", xlabel="output pixels (H x W)", ylabel=name)
+    _legend(fig, axes)
+    return fig
+
+
 def _legend(fig: Figure, axes: np.ndarray) -> None:
     handles: dict[str, object] = {}
     for ax in axes.flat:

@@ -85,6 +85,7 @@ def write_report(
         ("ops_costs", figures.ops_costs_figure, "ops"),
     ):
         _figure(out, name, lambda draw=draw, source=source: draw(data[source]), drawn, skipped)
+    _figure(out, "ops_sizes", lambda: figures.ops_size_figure(data["ops"], data["rows"]), drawn, skipped)
     mosaic_lines = _qualitative(run_dir, data["rows"], out, n_images, device, drawn, skipped)
 
     sections += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in drawn] + [""]
