@@ -278,3 +278,17 @@ def test_compose_runs_the_full_training_pipeline_deterministically() -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert a[0].shape == (3, 32, 32) and a[1].shape == (32, 32)
     assert "RandomCrop" in repr(pipeline)
+
+
+def test_synthetic_cache_returns_equal_independent_copies() -> None:
+    from upbench.data.synthetic import _generate_cached, generate
+
+    _generate_cached.cache_clear()
+    image, label = generate(32, 32, 12345)
+    image.zero_()  # a caller modifying its sample must not change what the next caller gets
+    label.fill_(0)
+    again_image, again_label = generate(32, 32, 12345)
+    assert _generate_cached.cache_info().hits == 1
+    fresh_image, fresh_label = _generate_cached.__wrapped__(32, 32, 12345)
+    assert torch.equal(again_image, fresh_image) and torch.equal(again_label, fresh_label)
+    assert again_image.abs().sum() > 0

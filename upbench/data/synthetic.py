@@ -22,6 +22,8 @@ similar at every size; widths stay in pixels. Images have mild Gaussian noise (s
 
 from __future__ import annotations
 
+import functools
+
 import math
 from pathlib import Path
 
@@ -152,8 +154,23 @@ def _thin_structures(c: _Canvas, label: Tensor, side: float) -> None:
         label[rows, cols][((py - t * dy).square() + (px - t * dx).square()).sqrt() < half] = WIRE
 
 
+#: Generated samples kept per process (about 0.3 MB each at 128 px): the cells of a suite run one
+#: after another in one process and draw the same samples, so each is generated once.
+CACHE_SIZE = 2048
+
+
 def generate(height: int, width: int, seed: int) -> tuple[Tensor, Tensor]:
-    """One sample: image float ``[3, H, W]`` in [0, 255] and label long ``[H, W]`` in ``[0, 8)``."""
+    """One sample: image float ``[3, H, W]`` in [0, 255] and label long ``[H, W]`` in ``[0, 8)``.
+
+    Deterministic in ``(height, width, seed)``; served from a per-process cache (copies, so that a
+    caller may modify what it gets).
+    """
+    image, label = _generate_cached(height, width, seed)
+    return image.clone(), label.clone()
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _generate_cached(height: int, width: int, seed: int) -> tuple[Tensor, Tensor]:
     c = _Canvas(height, width, torch.Generator().manual_seed(seed))
     label = _regions(c)
     modulation = _texture(c, label)
