@@ -194,6 +194,7 @@ class LoftUp(nn.Module):
     "loftup",
     title="LoftUp",
     guided=True,
+    guide_passthrough=True,  # the image queries reach the output through the transformer's residuals
     paper="ICCV 2025, arXiv:2504.14032",
     scales=None,
     any_size=True,
@@ -202,7 +203,8 @@ class LoftUp(nn.Module):
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",
         "queries": "Fourier features of HR coordinates and min-max-scaled colours -> 2 conv3x3+BN+ReLU",
         "keys_values": "ChannelNorm(x) with 20 sine features of the LR grid (global attention, all LR pixels)",
-        "output": "new features (not a residual of x), ChannelNorm space of the released models",
+        "output": "new features (not a residual of x), ChannelNorm space of the released models; the image "
+        "queries reach it through the residual connections, so guide content can pass straight through",
         "batch_coupling": "MinMaxScaler and BatchNorm (train mode) use statistics over the whole batch",
     },
     deviations=(
