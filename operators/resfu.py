@@ -96,29 +96,39 @@ class GuidedFilter(nn.Module):
         self.register_buffer("kernel", torch.ones(channels, 1, 1, 2 * self.radius + 1))
 
     def box(self, t: Tensor) -> Tensor:
-        """Zero-padded separable box sum of radius ``self.radius``."""
+        """Zero-padded separable box sum of radius ``self.radius``.
+
+        ``t`` may stack several maps along the channels (``n * channels``): channel ``j`` is
+        summed with the kernel of channel ``j % channels``.
+        """
         kernel = self.kernel.to(t.dtype)
+        if t.shape[1] != kernel.shape[0]:
+            kernel = kernel.repeat(t.shape[1] // kernel.shape[0], 1, 1, 1)
         t = F.conv2d(t, kernel, padding=(0, self.radius), groups=t.shape[1])
         return F.conv2d(t, kernel.transpose(2, 3), padding=(self.radius, 0), groups=t.shape[1])
 
     def forward(self, guide: Tensor, src: Tensor) -> Tensor:
+        # The box sums of one stage run as one call on the maps stacked along the channels, and
+        # the count (the same for every image) is summed once; the values are those of separate calls.
         work = torch.promote_types(guide.dtype, torch.float32)
         with torch.autocast(device_type=guide.device.type, enabled=False):
             full, g, p = guide.to(work), guide.to(work), src.to(work)
             if self.scale > 1:
                 g = F.interpolate(g, scale_factor=1.0 / self.scale, mode="nearest")
                 p = F.interpolate(p, scale_factor=1.0 / self.scale, mode="nearest")
-            count = self.box(torch.ones_like(g))
-            mean_g, mean_p = self.box(g) / count, self.box(p) / count
-            cov_gp = self.box(g * p) / count - mean_g * mean_p
-            var_g = self.box(g * g) / count - mean_g * mean_g
+            count = self.box(torch.ones_like(g[:1]))
+            mean_g, mean_p, mean_gp, mean_gg = (
+                self.box(torch.cat((g, p, g * p, g * g), 1)) / count.repeat(1, 4, 1, 1)
+            ).chunk(4, 1)
+            cov_gp = mean_gp - mean_g * mean_p
+            var_g = mean_gg - mean_g * mean_g
             a = cov_gp / (var_g + self.eps)
             b = mean_p - a * mean_g
-            mean_a, mean_b = self.box(a) / count, self.box(b) / count
+            mean_ab = self.box(torch.cat((a, b), 1)) / count.repeat(1, 2, 1, 1)
             if self.scale > 1:
-                mean_a = F.interpolate(mean_a, size=full.shape[-2:], mode="bilinear", align_corners=False)
-                mean_b = F.interpolate(mean_b, size=full.shape[-2:], mode="bilinear", align_corners=False)
-            return (mean_a * full + mean_b).to(guide.dtype)
+                mean_ab = F.interpolate(mean_ab, size=full.shape[-2:], mode="bilinear", align_corners=False)
+            mean_a, mean_b = mean_ab.chunk(2, 1)
+            return torch.addcmul(mean_b, mean_a, full).to(guide.dtype)  # mean_a * full + mean_b
 
 
 class PCDCBlock(nn.Module):

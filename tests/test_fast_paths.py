@@ -39,6 +39,27 @@ def legacy_pcdc_forward(self, neighbours, centres):
     return F.conv2d(v, c[4].weight, c[4].bias)
 
 
+def legacy_guided_filter_forward(self, guide, src):
+    """``GuidedFilter.forward`` before issue 16: one box call per map, the count per image."""
+    work = torch.promote_types(guide.dtype, torch.float32)
+    with torch.autocast(device_type=guide.device.type, enabled=False):
+        full, g, p = guide.to(work), guide.to(work), src.to(work)
+        if self.scale > 1:
+            g = F.interpolate(g, scale_factor=1.0 / self.scale, mode="nearest")
+            p = F.interpolate(p, scale_factor=1.0 / self.scale, mode="nearest")
+        count = self.box(torch.ones_like(g))
+        mean_g, mean_p = self.box(g) / count, self.box(p) / count
+        cov_gp = self.box(g * p) / count - mean_g * mean_p
+        var_g = self.box(g * g) / count - mean_g * mean_g
+        a = cov_gp / (var_g + self.eps)
+        b = mean_p - a * mean_g
+        mean_a, mean_b = self.box(a) / count, self.box(b) / count
+        if self.scale > 1:
+            mean_a = F.interpolate(mean_a, size=full.shape[-2:], mode="bilinear", align_corners=False)
+            mean_b = F.interpolate(mean_b, size=full.shape[-2:], mode="bilinear", align_corners=False)
+        return (mean_a * full + mean_b).to(guide.dtype)
+
+
 def legacy_fade_upsample(self, x, guide):
     """``_FADEBase.upsample`` before issue 16 (NCHW kernel generator, gate as two products)."""
     k, s = self.up_kernel_size, self.scale
@@ -55,7 +76,10 @@ def legacy_fade_upsample(self, x, guide):
 
 
 LEGACY = {
-    "resfu": [(resfu_module.PCDCBlock, "forward", legacy_pcdc_forward)],
+    "resfu": [
+        (resfu_module.PCDCBlock, "forward", legacy_pcdc_forward),
+        (resfu_module.GuidedFilter, "forward", legacy_guided_filter_forward),
+    ],
     "fade": [(fade_module._FADEBase, "upsample", legacy_fade_upsample)],
 }
 LEGACY["fade_lite"] = LEGACY["fade"]
@@ -136,4 +160,4 @@ def test_the_frozen_code_is_really_swapped_in(monkeypatch):
         x, guide = torch.randn(1, 16, 2, 2), torch.randn(1, 8, 4, 4)
         upbench.create_operator("resfu", 16, 2, guide_channels=8)(x, guide)
         upbench.create_operator("fade", 16, 2, guide_channels=8)(x, guide)
-    assert legacy_pcdc_forward in calls and legacy_fade_upsample in calls
+    assert {legacy_pcdc_forward, legacy_guided_filter_forward, legacy_fade_upsample} <= set(calls)
