@@ -8,7 +8,7 @@ with like on a shared machine:
   training loss, ``zero_grad``, backward and the optimizer step. Every operator is timed next
   to ``bilinear`` and reported as a ratio to it.
 * ``operator``: the operator alone, forward + backward of ``op(x, guide).sum()`` at the shapes the
-  plain model gives it (``x`` 64 x 128/s x 128/s, guide 32 x 128 x 128, batch 8), with its forward
+  plain model gives it (``x`` 64 x 8 x 8, guide 32 x 8s x 8s, batch 8 at 128 px), with its forward
   GMACs (``upbench.profiling.count_macs``) and GFLOP/s = ``2 * 3 * GMACs / time`` (the backward
   counted as twice the forward, the usual convention).
 
@@ -45,6 +45,7 @@ from upbench.training.optim import build_optimizer
 
 BASELINE = "bilinear"
 DEFAULT_SCALES = (4, 8, 16)
+PATCH = 16  # the plain ViT's stride: the operator input is at 1/16 of the image
 
 
 def ratio_settings() -> dict[str, Any]:
@@ -82,15 +83,22 @@ def step_fn(operator: str, scale: int, settings: dict[str, Any]):
 
 
 def operator_case(operator: str, scale: int, settings: dict[str, Any]) -> tuple[torch.nn.Module, tuple, float]:
-    """The operator at the plain model's shapes: module, inputs, forward GMACs."""
+    """The plain model's own operator instance with inputs of the shapes it gets there, and its GMACs.
+
+    The ViT feature is at 1/16 of the image (``x``: ``C x size/16 x size/16``) and the guide at
+    ``s`` times that.
+    """
     torch.manual_seed(0)
-    size, batch, channels, guide_channels = settings["size"], settings["config"].batch_size, 64, 32
-    guided = upbench.operator_info(operator).guided
-    module = upbench.create_operator(
-        operator, channels, scale, guide_channels=guide_channels if guided else None
-    ).train()
-    x = torch.randn(batch, channels, size // scale, size // scale, requires_grad=True)
-    guide = torch.randn(batch, guide_channels, size, size, requires_grad=True) if guided else None
+    model = build_model(
+        "plain", operator=operator, num_classes=settings["num_classes"], preset=settings["preset"], scale=scale
+    )
+    (module,) = model.upsamplers()
+    module.train()
+    batch, low = settings["config"].batch_size, settings["size"] // PATCH
+    x = torch.randn(batch, module.in_channels, low, low, requires_grad=True)
+    guide = None
+    if module.guide_channels is not None:
+        guide = torch.randn(batch, module.guide_channels, low * scale, low * scale, requires_grad=True)
     inputs = (x, guide)
     gmacs = count_macs(module, inputs).total / 1e9
     return module, inputs, gmacs
