@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
 from upbench.validation import OddPositiveInt
 from upbench_operators._aggregation import Aggregation, check_aggregation, softmax_reassemble
+from upbench_operators._layout import channels_last
 
 
 def nearest_up(t: Tensor, scale: int) -> Tensor:
@@ -110,7 +112,7 @@ class SemiShift(nn.Module):
         _xavier(self)
 
     def forward(self, en: Tensor, de: Tensor, scale: int) -> Tensor:
-        enc = self.content_encoder(self.compressor_en(en))
+        enc = self.content_encoder(self.compressor_en(channels_last(en)))  # HR convs in channels_last
         dec = self.content_encoder(self.compressor_de(de))
         return enc + nearest_up(dec, scale)
 
@@ -163,7 +165,9 @@ class _FADEBase(Upsampler):
             return up.to(x.dtype)
         gate = self.gate_generator(x, s)
         en = guide if self.aligner is None else self.aligner(guide)
-        return (gate * en + (1 - gate) * up).to(x.dtype)
+        work = torch.promote_types(torch.promote_types(up.dtype, en.dtype), gate.dtype)
+        # up + gate * (en - up) = gate * en + (1 - gate) * up, in one fused pass over the HR map
+        return torch.lerp(up.to(work), en.to(work), gate.to(work)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

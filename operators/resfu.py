@@ -32,6 +32,7 @@ from upbench.upsampler import Upsampler
 from upbench.validation import NonNegativeFloat, NonNegativeInt, OddPositiveInt, PositiveFloat, PositiveInt
 
 from ._aggregation import Aggregation, check_aggregation, fns_aggregation, reassembly
+from ._layout import channels_last
 
 OFFICIAL_COMMIT = "62e9d9c64de433680d09feab2dadfe507a2bf901"
 MASK_VALUE = -1e7  # the official additive mask for out-of-image neighbours
@@ -95,29 +96,39 @@ class GuidedFilter(nn.Module):
         self.register_buffer("kernel", torch.ones(channels, 1, 1, 2 * self.radius + 1))
 
     def box(self, t: Tensor) -> Tensor:
-        """Zero-padded separable box sum of radius ``self.radius``."""
+        """Zero-padded separable box sum of radius ``self.radius``.
+
+        ``t`` may stack several maps along the channels (``n * channels``): channel ``j`` is
+        summed with the kernel of channel ``j % channels``.
+        """
         kernel = self.kernel.to(t.dtype)
+        if t.shape[1] != kernel.shape[0]:
+            kernel = kernel.repeat(t.shape[1] // kernel.shape[0], 1, 1, 1)
         t = F.conv2d(t, kernel, padding=(0, self.radius), groups=t.shape[1])
         return F.conv2d(t, kernel.transpose(2, 3), padding=(self.radius, 0), groups=t.shape[1])
 
     def forward(self, guide: Tensor, src: Tensor) -> Tensor:
+        # The box sums of one stage run as one call on the maps stacked along the channels, and
+        # the count (the same for every image) is summed once; the values are those of separate calls.
         work = torch.promote_types(guide.dtype, torch.float32)
         with torch.autocast(device_type=guide.device.type, enabled=False):
             full, g, p = guide.to(work), guide.to(work), src.to(work)
             if self.scale > 1:
                 g = F.interpolate(g, scale_factor=1.0 / self.scale, mode="nearest")
                 p = F.interpolate(p, scale_factor=1.0 / self.scale, mode="nearest")
-            count = self.box(torch.ones_like(g))
-            mean_g, mean_p = self.box(g) / count, self.box(p) / count
-            cov_gp = self.box(g * p) / count - mean_g * mean_p
-            var_g = self.box(g * g) / count - mean_g * mean_g
+            count = self.box(torch.ones_like(g[:1]))
+            mean_g, mean_p, mean_gp, mean_gg = (
+                self.box(torch.cat((g, p, g * p, g * g), 1)) / count.repeat(1, 4, 1, 1)
+            ).chunk(4, 1)
+            cov_gp = mean_gp - mean_g * mean_p
+            var_g = mean_gg - mean_g * mean_g
             a = cov_gp / (var_g + self.eps)
             b = mean_p - a * mean_g
-            mean_a, mean_b = self.box(a) / count, self.box(b) / count
+            mean_ab = self.box(torch.cat((a, b), 1)) / count.repeat(1, 2, 1, 1)
             if self.scale > 1:
-                mean_a = F.interpolate(mean_a, size=full.shape[-2:], mode="bilinear", align_corners=False)
-                mean_b = F.interpolate(mean_b, size=full.shape[-2:], mode="bilinear", align_corners=False)
-            return (mean_a * full + mean_b).to(guide.dtype)
+                mean_ab = F.interpolate(mean_ab, size=full.shape[-2:], mode="bilinear", align_corners=False)
+            mean_a, mean_b = mean_ab.chunk(2, 1)
+            return torch.addcmul(mean_b, mean_a, full).to(guide.dtype)  # mean_a * full + mean_b
 
 
 class PCDCBlock(nn.Module):
@@ -143,10 +154,10 @@ class PCDCBlock(nn.Module):
         self.groups = groups
         self.padding = dilation * (kernel_size - 1) // 2
         self.norm = nn.GroupNorm(gn_dim, in_channels)
-        self.channel_compressor = nn.Sequential(
-            nn.ReLU(),
+        self.channel_compressor = nn.Sequential(  # in-place ReLUs: their inputs are not needed again
+            nn.ReLU(inplace=True),
             nn.Conv2d(mid_channels, mid_channels, 1, groups=groups),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.GroupNorm(gn_dim, mid_channels),
             nn.Conv2d(mid_channels, kernel_size * kernel_size, 1),
         )
@@ -155,11 +166,16 @@ class PCDCBlock(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, neighbours: Tensor, centres: Tensor) -> Tensor:
+        # The HR convolutions run in channels_last (oneDNN is 2-3x faster there; see _layout). The
+        # 32-channel GroupNorm stays NCHW: its channels_last backward loses float32 accuracy when a
+        # group's mean is large against its spread. The bias enters the dilated convolution and the
+        # centre term is added in place with the negated (small) weight, so no (B, 128, H, W)
+        # subtraction, negation or extra sum is made at HR.
         pad = self.padding
-        neighbours = F.pad(self.norm(neighbours), (pad, pad, pad, pad), mode="replicate")
-        v = F.conv2d(neighbours, self.weight, dilation=self.dilation, groups=self.groups)
-        centre_weight = self.weight.sum(dim=(-2, -1), keepdim=True)
-        v = v - F.conv2d(self.norm(centres), centre_weight, groups=self.groups) + self.bias
+        neighbours = F.pad(channels_last(self.norm(neighbours)), (pad, pad, pad, pad), mode="replicate")
+        v = F.conv2d(neighbours, self.weight, self.bias.view(-1), dilation=self.dilation, groups=self.groups)
+        centre_weight = self.weight.sum(dim=(-2, -1), keepdim=True).neg()
+        v = v.add_(F.conv2d(channels_last(self.norm(centres)), centre_weight, groups=self.groups))
         return self.channel_compressor(v)
 
 
@@ -217,7 +233,7 @@ def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
         "Guided filter, mask and softmax run in at least float32 with autocast off, and the FNS weights "
         "are folded in float32 then cast to x's dtype (official: fp16 mask overflows to -inf, B9; "
         "attn/value dtype mismatch under autocast, B4).",
-        "ReLUs are not in-place; FNS sampling coordinates are exact in float64 (the CUDA kernel "
+        "FNS sampling coordinates are exact in float64 (the CUDA kernel "
         "computes them in float32 for every dtype); H = s*h is required (FNS alone would take any size).",
     ),
     notes=(

@@ -23,7 +23,6 @@ similar at every size; widths stay in pixels. Images have mild Gaussian noise (s
 from __future__ import annotations
 
 import functools
-
 import math
 from pathlib import Path
 

@@ -212,7 +212,7 @@ ELEMENTWISE_OPS = (
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "reciprocal", "pow",
     "sqrt", "rsqrt", "exp", "exp_", "log", "abs", "square", "sigmoid", "sigmoid_", "tanh", "tanh_",
     "relu", "relu_", "relu6", "gelu", "silu", "silu_", "hardswish", "hardsigmoid", "leaky_relu",
-    "leaky_relu_", "elu", "softplus", "erf", "clamp_min", "clamp_max", "clamp", "addcmul", "cos", "sin",
+    "leaky_relu_", "elu", "softplus", "erf", "clamp_min", "clamp_max", "clamp", "addcmul", "lerp", "cos", "sin",
 )  # fmt: skip
 REDUCTION_OPS = ("sum", "mean", "linalg_vector_norm", "norm", "frobenius_norm", "col2im", "cumsum")
 SOFTMAX_OPS = ("softmax", "_softmax", "log_softmax")
