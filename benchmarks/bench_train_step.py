@@ -7,7 +7,7 @@ with like on a shared machine:
   of the ``ratio`` suite (128 px images, batch 8, AdamW at its learning rate): forward, the
   training loss, ``zero_grad``, backward and the optimizer step. Every operator is timed next
   to ``bilinear`` and reported as a ratio to it.
-* ``operator``: the operator alone, forward + backward of ``op(x, guide).sum()`` at the shapes the
+* ``operator``: the operator alone, forward + backward (a fixed random output gradient) at the shapes the
   plain model gives it (``x`` 64 x 8 x 8, guide 32 x 8s x 8s, batch 8 at 128 px), with its forward
   GMACs (``upbench.profiling.count_macs``) and GFLOP/s = ``2 * 3 * GMACs / time`` (the backward
   counted as twice the forward, the usual convention).
@@ -133,8 +133,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> list[dict[str, 
             if not args.skip_operator:
                 module, inputs, gmacs = operator_case(op, scale, settings)
 
-                def fwd_bwd(module=module, inputs=inputs) -> None:
-                    module(*inputs).sum().backward()
+                with torch.no_grad():  # a dense output gradient, as in training (.sum() gives a stride-0 one)
+                    cotangent = torch.randn_like(module(*inputs))
+
+                def fwd_bwd(module=module, inputs=inputs, cotangent=cotangent) -> None:
+                    module(*inputs).backward(cotangent)
 
                 stats = measure_latency(fwd_bwd, device="cpu", warmup=args.warmup, iters=args.iters)
                 gflops = 2 * 3 * gmacs / (stats.median_ms / 1e3)
