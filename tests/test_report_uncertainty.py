@@ -83,3 +83,18 @@ def test_report_writes_the_comparison_and_it_matches_the_api(report) -> None:  #
     control = pd.read_csv(out / "tables" / "compare_guided_bilinear.csv")
     row = control[(control["operator"] == "guided_bilinear") & (control["metric"] == "mIoU")].iloc[0]
     assert (row["diff"], row["ci_low"], row["ci_high"]) == (0.0, 0.0, 0.0)
+
+
+def test_report_says_what_it_cannot_separate(report) -> None:  # noqa: ANN001
+    run_dir, out = report
+    text = (out / "report.md").read_text()
+    frame = compare(run_dir)
+    same = frame[(frame["operator"] != "bilinear") & ~frame["significant"].astype(bool)]
+    lines = [line for line in text.splitlines() if line.startswith("Not separated from bilinear")]
+    if same.empty:
+        assert not lines
+    else:
+        assert len(lines) == 1
+        for r in same.itertuples():
+            part = next(p for p in lines[0].split(": ", 1)[1].split("; ") if p.startswith(f"{r.metric}:"))
+            assert r.operator in part.split(": ")[1].rstrip(".").split(", ")

@@ -341,6 +341,8 @@ def _with_notes(table: Table, group: pd.DataFrame, analysis: Any, sid: str | Non
     import dataclasses
 
     notes = []
+    through: list[str] = []
+    weighting: list[str] = []
     tol = group.loc[group["metric"] == "BF_tolerance_px", "mean"]
     if not tol.empty:
         values = sorted({round(float(v), 2) for v in tol})
@@ -350,7 +352,6 @@ def _with_notes(table: Table, group: pd.DataFrame, analysis: Any, sid: str | Non
         from upbench.errors import UnknownOperatorError
         from upbench.registry import operator_info
 
-        through, weighting = [], []
         for label, op in group[["label", "operator"]].drop_duplicates().itertuples(index=False):
             try:
                 info = operator_info(str(op))
@@ -375,7 +376,29 @@ def _with_notes(table: Table, group: pd.DataFrame, analysis: Any, sid: str | Non
         if taus:
             what = "Seed agreement (Kendall tau between the seeds' operator rankings, mean over seed pairs)"
             notes.append(f"{what}: {', '.join(taus)}.")
+        notes += _unseparated_notes(analysis, sid, sorted(set(group["label"])), sorted([*through, *weighting]))
     return dataclasses.replace(table, notes=tuple(notes))
+
+
+def _unseparated_notes(analysis: Any, sid: str, labels: list[str], guided: list[str]) -> list[str]:
+    """What the run cannot tell apart: per reference and metric, the labels whose 95 % interval
+    against it includes 0 (the control is compared with the guided operators only)."""
+    notes = []
+    for ref, who in ((REFERENCE, labels), (CONTROL, guided)):
+        parts = []
+        for metric in ACCURACY_METRICS:
+            same = []
+            for label in who:
+                if label == ref:
+                    continue
+                d = analysis.difference(sid, label, ref, metric)
+                if d.n_paired and not d.significant:
+                    same.append(str(label))
+            if same:
+                parts.append(f"{metric}: {', '.join(same)}")
+        if parts and ref in labels:
+            notes.append(f"Not separated from {ref} (95 % interval includes 0): {'; '.join(parts)}.")
+    return notes
 
 
 def ops_tables(ops: pd.DataFrame) -> list[Table]:
