@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from upbench.errors import InvalidOptionError
+
 #: Largest number of attention scores (batch x heads x queries x keys) computed at once.
 DEFAULT_CHUNK_ELEMENTS = 1 << 25
 
@@ -84,3 +86,12 @@ def averaged_attention(
         weights = scores.softmax(dim=-1).mean(dim=1)
         parts.append(weights.to(value.dtype) @ value)
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+def check_qk_heads(operator: str, qk_dim: int, num_heads: int) -> None:
+    """JAFAR's and AnyUp's cross-option rule: ``qk_dim`` a multiple of 8 (the RoPE's 4 sin/cos
+    pairs per axis) and of ``num_heads``."""
+    if qk_dim % 8 or qk_dim % num_heads:
+        raise InvalidOptionError(
+            f"operator '{operator}': qk_dim={qk_dim} must be a multiple of 8 and of num_heads={num_heads}"
+        )

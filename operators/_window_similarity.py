@@ -93,9 +93,7 @@ def window_similarity(
     for i0 in range(0, h, rows_per_chunk):
         i1 = min(h, i0 + rows_per_chunk)
         parts.append(
-            _similarity_rows(
-                key_pad[:, :, i0 : i1 + 2 * pad], query[:, :, i0 * scale : i1 * scale], kernel_size, scale
-            )
+            _similarity_rows(key_pad[:, :, i0 : i1 + 2 * pad], query[:, :, i0 * scale : i1 * scale], kernel_size, scale)
         )
     return torch.cat(parts, dim=2)
 

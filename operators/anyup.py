@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from upbench.errors import InputShapeError, InvalidOptionError
-from upbench.registry import register_operator
+from upbench.errors import InputShapeError
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._vfm import DEFAULT_CHUNK_ELEMENTS, RoPE, averaged_attention
+from upbench.validation import NonNegativeFloat, OddPositiveInt, PositiveInt
+from upbench_operators._vfm import DEFAULT_CHUNK_ELEMENTS, RoPE, averaged_attention, check_qk_heads
 
 
 class ResBlock(nn.Module):
@@ -186,26 +187,15 @@ class AnyUp(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        qk_dim: int = 128,
-        kernel_size: int = 1,
-        kernel_size_lfu: int = 5,
-        window_ratio: float = 0.1,
-        num_heads: int = 4,
+        qk_dim: PositiveInt = 128,
+        kernel_size: OddPositiveInt = 1,
+        kernel_size_lfu: OddPositiveInt = 5,
+        window_ratio: NonNegativeFloat = 0.1,
+        num_heads: PositiveInt = 4,
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
-        for option, value, rule in (
-            ("qk_dim", qk_dim, qk_dim % 8 == 0 and qk_dim % 4 == 0),
-            ("kernel_size", kernel_size, kernel_size % 2 == 1),
-            ("kernel_size_lfu", kernel_size_lfu, kernel_size_lfu % 2 == 1),
-            ("num_heads", num_heads, qk_dim % max(num_heads, 1) == 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or not rule:
-                raise InvalidOptionError(
-                    f"operator 'anyup': option '{option}'={value!r} is invalid (qk_dim a multiple of 8 and of "
-                    f"num_heads, kernel sizes odd, all positive integers)"
-                )
-        if not window_ratio >= 0:
-            raise InvalidOptionError(f"operator 'anyup': window_ratio must be >= 0 (0: global), got {window_ratio!r}")
+        check_own_options(self, locals())
+        check_qk_heads("anyup", qk_dim, num_heads)
         self.qk_dim = qk_dim
         self.window_ratio = window_ratio
         pad = kernel_size // 2

@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
-from upbench_operators._vfm import DEFAULT_CHUNK_ELEMENTS, RoPE, averaged_attention
+from upbench.validation import OddPositiveInt, PositiveInt
+from upbench_operators._vfm import DEFAULT_CHUNK_ELEMENTS, RoPE, averaged_attention, check_qk_heads
 
 
 class ResBlock(nn.Module):
@@ -155,21 +155,13 @@ class JAFAR(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        qk_dim: int = 128,
-        kernel_size: int = 1,
-        num_heads: int = 4,
+        qk_dim: PositiveInt = 128,
+        kernel_size: OddPositiveInt = 1,
+        num_heads: PositiveInt = 4,
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
-        for option, value, rule in (
-            ("qk_dim", qk_dim, qk_dim % 8 == 0 and qk_dim % 4 == 0),
-            ("kernel_size", kernel_size, kernel_size % 2 == 1),
-            ("num_heads", num_heads, qk_dim % max(num_heads, 1) == 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or not rule:
-                raise InvalidOptionError(
-                    f"operator 'jafar': option '{option}'={value!r} is invalid (qk_dim a multiple of 8 and of "
-                    f"num_heads, kernel_size odd, all positive integers)"
-                )
+        check_own_options(self, locals())
+        check_qk_heads("jafar", qk_dim, num_heads)
         self.qk_dim, self.kernel_size, self.num_heads = qk_dim, kernel_size, num_heads
         self.image_encoder = make_encoder(self.guide_channels, qk_dim, kernel_size)
         self.key_encoder = make_encoder(qk_dim, qk_dim, 1)

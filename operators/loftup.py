@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import PositiveInt
 
 
 class ChannelNorm(nn.Module):
@@ -231,18 +232,14 @@ class LoftUpOperator(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        n_freqs: int = 20,
-        num_heads: int = 4,
-        num_layers: int = 2,
+        n_freqs: PositiveInt = 20,
+        num_heads: PositiveInt = 4,
+        num_layers: PositiveInt = 2,
         channel_norm: bool = True,
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        check_own_options(self, locals())
         width = in_channels + LoftUp.LR_PE_DIM
-        for option, value in (("n_freqs", n_freqs), ("num_heads", num_heads), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidOptionError(
-                    f"operator 'loftup': option '{option}' must be a positive integer, got {value!r}"
-                )
         if width % num_heads:
             raise InvalidOptionError(
                 f"operator 'loftup': in_channels + 20 = {width} must be divisible by num_heads={num_heads}"

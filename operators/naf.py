@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InputShapeError, InvalidOptionError
-from upbench.registry import register_operator
+from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
+from upbench.validation import OddPositiveInt, PositiveFloat, PositiveInt
 
 #: Largest number of attention scores (batch x heads x taps x HR pixels) held at once.
 DEFAULT_CHUNK_ELEMENTS = 1 << 25
@@ -236,23 +237,21 @@ class NAF(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        dim: int = 256,
-        heads_attn: int = 4,
-        heads_rope: int = 4,
-        kernel_size: int = 9,
-        img_layers: int = 2,
-        rope_rescale: float | None = 2.0,
+        dim: PositiveInt = 256,
+        heads_attn: PositiveInt = 4,
+        heads_rope: PositiveInt = 4,
+        kernel_size: OddPositiveInt = 9,
+        img_layers: PositiveInt = 2,
+        rope_rescale: PositiveFloat | None = 2.0,
     ) -> None:
         super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        check_own_options(self, locals())
         checks = (
             ("dim", dim, dim % 16 == 0 and dim % (4 * heads_rope) == 0 and dim % heads_attn == 0),
             ("heads_attn", heads_attn, in_channels % heads_attn == 0),
-            ("heads_rope", heads_rope, True),
-            ("kernel_size", kernel_size, kernel_size % 2 == 1),
-            ("img_layers", img_layers, True),
         )
         for option, value, rule in checks:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or not rule:
+            if not rule:
                 raise InvalidOptionError(
                     f"operator 'naf': option '{option}'={value!r} is invalid (dim a multiple of 16, of 4*heads_rope "
                     f"and of heads_attn; in_channels={in_channels} divisible by heads_attn; kernel_size odd)"
