@@ -153,6 +153,7 @@ class CrossAttentionBlock(nn.Module):
     paper="ICLR 2026, arXiv:2510.12764",
     scales=None,
     any_size=True,
+    family="task-agnostic",
     code="wimmerth/anyup@351807a anyup/model.py AnyUp (+ anyup/layers/*, config/model/anyup.yaml)",
     conventions={
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",

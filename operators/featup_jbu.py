@@ -103,6 +103,7 @@ def stage_sizes(lr_size: tuple[int, int], out_size: tuple[int, int], stages: int
     paper="ICLR 2024, arXiv:2403.10516",
     scales=None,
     any_size=True,
+    family="task-agnostic",
     code="mhamilton723/FeatUp@6b5a6c0 featup/upsamplers.py JBULearnedRange, JBUStack (+ adaptive_conv_cuda)",
     conventions={
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",

@@ -123,6 +123,7 @@ class CrossAttentionBlock(nn.Module):
     paper="arXiv:2506.11136",
     scales=None,
     any_size=True,
+    family="task-agnostic",
     code="PaulCouairon/JAFAR@94d4d54 src/upsampler/jafar.py JAFAR (+ src/layers/*.py, config/model/jafar.yaml)",
     conventions={
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",

@@ -199,6 +199,7 @@ class LoftUp(nn.Module):
     paper="ICCV 2025, arXiv:2504.14032",
     scales=None,
     any_size=True,
+    family="task-agnostic",
     code="andrehuang/loftup@6620d9b upsamplers/upsamplers.py LoftUp, UpsamplerwithChannelNorm; upsamplers/layers.py",
     conventions={
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",

@@ -203,6 +203,7 @@ def neighbourhood_attention(
     paper="CVPR 2026",
     scales=None,
     any_size=True,
+    family="task-agnostic",
     code="valeoai/NAF@ad4e24d src/model/naf.py NAF (+ src/layers/{attentions,convolutions,rope}.py, config/model)",
     conventions={
         "guide": "the RGB image (normalised as the backbone's input) at the output size; guide_channels=3",

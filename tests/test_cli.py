@@ -19,7 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_list_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:3] == ["name", "title", "guided"]
+    assert out.splitlines()[0].split()[:4] == ["name", "title", "family", "guided"]
     for name in ("bilinear", "deconv", "nearest", "pixelshuffle"):
         assert f"\n{name} " in out
 

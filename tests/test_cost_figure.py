@@ -42,3 +42,26 @@ def test_curves_per_channel_count_and_oom_crosses() -> None:
 def test_no_cost_rows_skips_with_a_reason() -> None:
     with pytest.raises(FigureSkipped, match="run an ops suite"):
         ops_size_figure(pd.DataFrame(columns=["metric"]))
+
+
+def test_families_drawn_together_and_told_apart() -> None:
+    ops = _ops()
+    fig = ops_size_figure(ops.assign(operator=ops["label"]))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert lines["naf"].get_linestyle() == "--" and lines["bilinear"].get_linestyle() == "-"
+    assert fig.legends[0].get_title().get_text() == "solid: segmentation\ndashed: task-agnostic"
+
+
+def test_every_operator_has_a_family() -> None:
+    import upbench
+
+    families = {name: upbench.operator_info(name).family for name in upbench.list_operators()}
+    assert {families[n] for n in ("featup_jbu", "jafar", "loftup", "anyup", "naf")} == {"task-agnostic"}
+    assert families["resfu"] == families["carafe"] == families["guided_bilinear"] == "segmentation"
+    class Unfamiliar(upbench.Upsampler):
+        def upsample(self, x, guide):  # noqa: ANN001, ANN202
+            return x
+
+    with pytest.raises(ValueError, match="family must be one of"):
+        upbench.register_operator("bad_family", title="x", guided=False, family="vision")(Unfamiliar)
+    assert "bad_family" not in upbench.list_operators()

@@ -49,6 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             [
                 n,
                 info.title,
+                info.family,
                 "yes" if info.guided else "no",
                 "yes" if info.learnable else "no",
                 info.scales_text(),
@@ -56,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 info.origin,
             ]
         )
-    print(_table(rows, ["name", "title", "guided", "learnable", "scales", "paper", "origin"]))
+    print(_table(rows, ["name", "title", "family", "guided", "learnable", "scales", "paper", "origin"]))
     print(f"\n{len(names)} operator(s). Details: python -m upbench info NAME")
     return 0
 
@@ -72,6 +73,7 @@ def _info_dict(name: str) -> dict:
         "paper": info.paper,
         "scales": list(info.scales) if info.scales is not None else "any",
         "any_size": info.any_size,
+        "family": info.family,
         "code": info.code,
         "conventions": dict(info.conventions),
         "deviations": list(info.deviations),
@@ -95,6 +97,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}"
         f"   any output size: {d['any_size']}"
     )
+    print(f"  family: {d['family']}")
     print(f"  guide passthrough (output can carry guide content directly): {d['guide_passthrough']}")
     print(f"  paper: {d['paper'] or '-'}")
     print(f"  code: {d['code'] or '-'}")

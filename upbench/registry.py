@@ -20,10 +20,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from upbench.errors import InvalidOptionError, UnknownOperatorError, UpbenchError
-from upbench.upsampler import OperatorInfo, Upsampler, check_scale
+from upbench.upsampler import FAMILIES, OperatorInfo, Upsampler, check_scale
 from upbench.validation import raise_if, validate
 
 ENTRY_POINT_GROUP = "upbench.operators"
@@ -73,6 +73,7 @@ def register_operator(
     paper: str = "",
     scales: tuple[int, ...] | None = None,
     any_size: bool = False,
+    family: Literal["segmentation", "task-agnostic"] = "segmentation",
     code: str = "",
     conventions: dict[str, str] | None = None,
     deviations: tuple[str, ...] = (),
@@ -91,6 +92,8 @@ def register_operator(
             raise TypeError(f"@register_operator('{name}') must decorate an upbench.Upsampler subclass, got {cls!r}")
         if name != name.lower() or not name.replace("_", "").isalnum():
             raise ValueError(f"operator name must be lowercase snake_case, got '{name}'")
+        if family not in FAMILIES:
+            raise ValueError(f"operator '{name}': family must be one of {FAMILIES}, got {family!r}")
         if guide_passthrough and not guided:
             raise ValueError(f"operator '{name}': guide_passthrough=True needs guided=True")
         for key in (name, *aliases):
@@ -108,6 +111,7 @@ def register_operator(
             paper=paper,
             scales=tuple(scales) if scales is not None else None,
             any_size=bool(any_size),
+            family=family,
             code=code,
             conventions=dict(conventions or {}),
             deviations=tuple(deviations),

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from upbench.errors import InputShapeError, UnsupportedScaleError
+
+#: The two operator families (:attr:`OperatorInfo.family`).
+FAMILIES = ("segmentation", "task-agnostic")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class OperatorInfo:
         scales: supported integer scales, or ``None`` for any integer >= 2.
         any_size: whether the operator produces any output size (not only ``scale`` times the input):
             the guide's size (guided) or ``output_size`` (unguided).
+        family: ``"segmentation"`` (trained inside a segmentation head: CARAFE, FADE, SAPA, DySample,
+            ReSFU and the baselines) or ``"task-agnostic"`` (upsamplers of frozen vision-foundation-model
+            features guided by the image: FeatUp, JAFAR, LoftUp, AnyUp, NAF).
         code: the official code this implementation mirrors (repository, commit, file).
         conventions: conventions that change results (LR window, border, align_corners, ...).
         deviations: every place where the implementation departs from the official code.
@@ -69,6 +75,7 @@ class OperatorInfo:
     paper: str = ""
     scales: tuple[int, ...] | None = None
     any_size: bool = False
+    family: Literal["segmentation", "task-agnostic"] = "segmentation"
     code: str = ""
     conventions: Mapping[str, str] = field(default_factory=dict)
     deviations: tuple[str, ...] = ()

@@ -174,7 +174,7 @@ def ops_costs_figure(ops: pd.DataFrame) -> Figure:
             g = ops[(ops["metric"] == metric) & (ops["size"] == size)]
             for label, lg in g.groupby("label", sort=True):
                 lg = lg.sort_values("scale", kind="mergesort")
-                ax.plot(lg["scale"], lg["mean"], marker="o", color=colours[label], label=label)
+                ax.plot(lg["scale"], lg["mean"], marker="o", color=colours[label], label=label, **family_style(lg))
             scales = sorted(ops["scale"].unique())
             ax.set_xscale("log", base=2)
             ax.set_xticks(scales, [f"x{s}" for s in scales])
@@ -219,7 +219,8 @@ def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None) -> Figu
             g = ops[(ops["metric"] == metric) & (ops["in_channels"] == c)]
             for label, lg in g.groupby("label", sort=True):
                 lg = lg.groupby("pixels", as_index=False)["mean"].median().sort_values("pixels")
-                ax.plot(lg["pixels"], lg["mean"], marker="o", ms=3, color=colours[label], label=label)
+                style = family_style(g[g["label"] == label])
+                ax.plot(lg["pixels"], lg["mean"], marker="o", ms=3, color=colours[label], label=label, **style)
             ax.set_xscale("log")
             if not g.empty and (g["mean"] > 0).all():
                 ax.set_yscale("log")
@@ -233,10 +234,33 @@ def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None) -> Figu
     return fig
 
 
+def operator_family(operator: object) -> str:
+    """The registry family of ``operator`` (``"segmentation"`` for names the registry does not know)."""
+    from upbench.errors import UnknownOperatorError
+    from upbench.registry import operator_info
+
+    try:
+        return operator_info(str(operator)).family
+    except UnknownOperatorError:
+        return "segmentation"
+
+
+def family_style(rows: pd.DataFrame) -> dict[str, str]:
+    """Line style of one operator's rows: solid for the segmentation family, dashed for the task-agnostic one
+    (both families drawn together, told apart at a glance; the legend says which is which)."""
+    ops = rows["operator"].dropna().unique() if "operator" in rows else []
+    task_agnostic = len(ops) > 0 and operator_family(ops[0]) == "task-agnostic"
+    return {"linestyle": "--" if task_agnostic else "-"}
+
+
 def _legend(fig: Figure, axes: np.ndarray) -> None:
     handles: dict[str, object] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=7)
+        dashed = any(getattr(h, "get_linestyle", lambda: "-")() == "--" for h in handles.values())
+        title = "solid: segmentation\ndashed: task-agnostic" if dashed else None
+        fig.legend(
+            handles.values(), handles.keys(), loc="outside right upper", fontsize=7, title=title, title_fontsize=7
+        )
