@@ -199,7 +199,7 @@ def test_submitit_local_executor_gives_the_same_rows_as_local(local_answers, sui
 
 def test_sbatch_parameters_from_the_suite_table_and_flags(tmp_path) -> None:
     pytest.importorskip("submitit")
-    settings = {"partition": "gpu", "account": "proj", "cpus_per_cell": 4, "gpus_per_cell": 1, "mem_gb": 32}
+    settings = {"partition": "gpu", "account": "proj", "cpus_per_cell": 4, "mem_gb": 32}
     settings.update(time_min=120, sbatch={"qos": "high", "constraint": "a100"})
     params = sbatch_parameters(settings, device="cuda", job_name="upbench-abc")
     header = sbatch_header(params, tmp_path).splitlines()
@@ -286,9 +286,3 @@ def test_a_lost_worker_is_a_failed_cell_with_its_error_file_and_is_retried(suite
     summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False)
     assert summary.ran == 2 and summary.failed == 0
     assert set(results.finished_cells(out).values()) == {"ok"}
-
-
-def test_multi_gpu_cells_are_refused_until_implemented(suite_file, tmp_path, capsys) -> None:
-    rc = main(["run", str(suite_file), "--out", str(tmp_path / "r"), "--gpus-per-cell", "2", "--device", "cpu"])
-    assert rc == 2 and "multi-GPU (DDP) cells are not implemented yet" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()

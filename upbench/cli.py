@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "ray_address": args.ray_address,
         "cpus_per_cell": args.cpus_per_cell,
-        "gpus_per_cell": args.gpus_per_cell,
+        "gpus_per_node": args.gpus_per_node,
         "partition": args.partition,
         "account": args.account,
         "mem_gb": args.mem_gb,
@@ -289,8 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--executor", choices=["local", "ray", "slurm"], default=None, help="where the cells run")
     g.add_argument("--workers", type=_non_negative, default=None, help="ray: cells at once (0: no cap)")
     g.add_argument("--ray-address", default=None, help="ray: join this cluster (e.g. auto); default: a local Ray")
-    g.add_argument("--cpus-per-cell", type=_positive, default=None, help="ray, slurm: CPUs (threads) per cell")
-    g.add_argument("--gpus-per-cell", type=_positive, default=None, help="ray, slurm: GPUs per cell on CUDA")
+    g.add_argument(
+        "--cpus-per-cell", type=_positive, default=None, help="ray, slurm: CPUs (threads) per process of a cell"
+    )
+    g.add_argument(
+        "--gpus-per-node",
+        type=_non_negative,
+        default=None,
+        help="slurm: GPUs per node; a cell of more processes (train.world_size) spans nodes (0: one node)",
+    )
     g.add_argument("--partition", default=None, help="slurm: partition")
     g.add_argument("--account", default=None, help="slurm: account")
     g.add_argument("--mem-gb", type=_non_negative, default=None, help="slurm: memory per job in GB")

@@ -111,7 +111,7 @@ def _identity(run_dir: Path, suite: Suite, cell: Cell, attempt: int, env: dict[s
         "scale": c["scale"],
         "seed": c["seed"],
         "device": c["device"],
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # per process
     }
     if cell.kind == "ops":
         b, ch, h, w, g = c["size"]
@@ -119,7 +119,8 @@ def _identity(run_dir: Path, suite: Suite, cell: Cell, attempt: int, env: dict[s
     else:
         from upbench.training import TrainConfig
 
-        ident.update(dtype=TrainConfig(**c["train"]).compute_dtype(c["device"]))
+        train = TrainConfig(**c["train"])
+        ident.update(dtype=train.compute_dtype(c["device"]), world_size=train.world_size)
     for key in ("git_commit", "torch_version", "cuda_version", "device_name"):
         ident[key] = env.get(key)
     ident["hostname"] = socket.gethostname()  # where the cell ran (a worker's host under ray or slurm)
@@ -177,8 +178,10 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     from upbench.data import build_dataset, dataset_info
     from upbench.training import TrainConfig, diagnostics, evaluate, train
     from upbench.training.checkpoint import save_atomic
+    from upbench.training.distributed import rank_and_world
 
     c = cell.config
+    main = rank_and_world()[0] == 0  # in a multi-process cell, rank 0 writes files and profiles
     ds = c["dataset"]
     root = ds["root"] or None
     info = dataset_info(ds["name"])
@@ -192,7 +195,8 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         from upbench.architectures.pretrained import load_pretrained
 
         summary = load_pretrained(model, Path(pretrained).expanduser()).summary()
-        (cell_dir / "pretrained.txt").write_text(summary + "\n")
+        if main:
+            (cell_dir / "pretrained.txt").write_text(summary + "\n")
     model = model.to(device)
     tcfg = TrainConfig(**c["train"])
     initial = diagnostics.snapshot(model.upsamplers())  # built from the seed, so also right on a resume
@@ -216,8 +220,11 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         per_image=True,
         **c.get("metrics", {}),
     )
+    per_image = scores.pop("per_image")
+    if not main:
+        return []
     save_atomic(model.state_dict(), cell_dir / "model.pt")
-    _write_per_image(cell_dir, scores.pop("per_image"))
+    _write_per_image(cell_dir, per_image)
 
     rows = [
         _cell_row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores
@@ -319,9 +326,13 @@ def run_cell(
 ) -> str:
     """Run one cell and write its rows (its ``cell`` row last) atomically to ``cells/<id>/rows.jsonl``;
     returns its status. The driver merges that file into ``results.jsonl`` (:func:`results.merge_cell_rows`)."""
+    from upbench.training.distributed import rank_and_world
+
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / "config.json").write_text(json.dumps(cell.config, indent=2, sort_keys=True, default=str) + "\n")
+    rank, world = rank_and_world()  # a process of a multi-process cell: rank 0 writes its files
+    if rank == 0:
+        (cell_dir / "config.json").write_text(json.dumps(cell.config, indent=2, sort_keys=True, default=str) + "\n")
     ident = _identity(run_dir, suite, cell, attempt, env)
     t0 = time.perf_counter()
     status, error = "ok", None
@@ -330,6 +341,9 @@ def run_cell(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded as a result row: the suite goes on
+        if world > 1:  # the other processes may wait for this one: fail the process, the launcher stops them
+            (cell_dir / f"error_rank{rank}.txt").write_text(traceback.format_exc())
+            raise
         status, error = _status_of(exc), f"{type(exc).__name__}: {exc}".strip()
         (cell_dir / "error.txt").write_text(traceback.format_exc())
         rows = []
@@ -337,6 +351,8 @@ def run_cell(
             torch.cuda.empty_cache()
     if status == "ok" and any(r.get("status") == "oom" for r in rows):
         status = "oom"
+    if rank > 0:
+        return status
     now = datetime.now(UTC).isoformat(timespec="seconds")
     cell_row = _cell_row(results.CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)
     results.write_cell_rows(cell_dir, [{**ident, **r, "time": now} for r in [*rows, cell_row]])
@@ -389,12 +405,16 @@ def run_suite(
     :mod:`upbench.executors`. One runner per folder: a second one raises ``RunLockedError``.
     """
     from upbench.executors import make_executor
+    from upbench.executors.ddp import ddp_problems
 
     device = resolve_device(device)
     run_dir = Path(out_dir) if out_dir is not None else DEFAULT_RUNS_DIR / suite.name
     settings = {**dataclasses.asdict(suite.config.executor)}
     settings.update({k: v for k, v in (executor_options or {}).items() if v is not None})
     ex = make_executor(executor or settings["name"], settings, dry_run=dry_run)
+    problems = ddp_problems(suite.cells(device=device), ex.name, device)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if dry_run:
         return _dry_run(suite, run_dir, device, ex)
     run_dir.mkdir(parents=True, exist_ok=True)

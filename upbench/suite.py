@@ -143,8 +143,9 @@ class ExecutorSpec:
     name: Literal["local", "ray", "slurm"] = "local"
     workers: NonNegativeInt = 0  # ray: cells at once (0: as many as the cluster schedules)
     ray_address: str = ""  # ray: join this cluster ("auto", "ray://host:10001"); empty: start a local one
-    cpus_per_cell: PositiveInt = 1  # ray and slurm: CPUs (torch threads) per cell
-    gpus_per_cell: PositiveInt = 1  # ray and slurm: GPUs per cell on CUDA (only 1 until multi-GPU cells exist)
+    cpus_per_cell: PositiveInt = 1  # ray and slurm: CPUs (torch threads) per process of a cell
+    # GPUs per cell on CUDA: one per process, train.world_size processes (a train key: it is in the cell id)
+    gpus_per_node: NonNegativeInt = 0  # slurm: GPUs per node; a cell with more processes spans nodes (0: one node)
     partition: str = ""  # slurm
     account: str = ""  # slurm
     mem_gb: NonNegativeInt = 0  # slurm: memory per job (0: the partition default)
@@ -408,6 +409,15 @@ def _resolved_dataset(ds: DatasetSpec) -> dict[str, Any]:
     return {"name": ds.name, "root": ds.root, "train": {**options, **ds.train}, "val": {**options, **ds.val}}
 
 
+def _train_key(train: Any) -> dict[str, Any]:
+    """The train section of a cell config; ``world_size`` only when above 1, so that the ids of
+    single-process cells stay what they were before multi-process cells existed."""
+    out = train.to_dict()
+    if out["world_size"] == 1:
+        del out["world_size"]
+    return out
+
+
 def cell_id_of(config: dict[str, Any]) -> str:
     """Stable id: SHA-1 of the canonical JSON of the resolved cell config (12 hex digits)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
@@ -547,7 +557,7 @@ class Suite:
 
             config.update(
                 dataset=_resolved_dataset(cfg.dataset),
-                train=TrainConfig(**{**cfg.train, "seed": seed}).to_dict(),
+                train=_train_key(TrainConfig(**{**cfg.train, "seed": seed})),
                 eval=dataclasses.asdict(cfg.eval),
                 metrics=dataclasses.asdict(MetricOptions()),
                 profile=dataclasses.asdict(cfg.profile),

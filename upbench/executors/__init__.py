@@ -6,6 +6,8 @@ Whatever the executor, a worker writes a cell's rows atomically into the cell's 
 driver (the ``upbench run`` process) merges them into ``results.jsonl`` in plan order, so results
 stay whole when workers or the driver are killed: re-running the same command finishes exactly the
 missing cells. The run folder must be on a filesystem that every worker sees at the same path.
+A cell with ``train.world_size = N`` runs as N processes (DDP) on every executor; see
+:mod:`upbench.executors.ddp`.
 """
 
 from __future__ import annotations
@@ -22,11 +24,6 @@ __all__ = ["EXECUTORS", "CellTask", "Executor", "LocalExecutor", "Outcome", "exe
 def make_executor(name: str, settings: dict, *, dry_run: bool = False) -> Executor:
     """The executor ``name`` configured by ``settings`` (the suite's ``[executor]`` table with the
     command-line flags applied over it; see :class:`upbench.suite.ExecutorSpec`)."""
-    if settings.get("gpus_per_cell", 1) > 1:
-        raise ConfigError(
-            f"gpus_per_cell = {settings['gpus_per_cell']}: multi-GPU (DDP) cells are not implemented yet; "
-            "each cell uses one GPU (run more cells at once with --workers or more jobs instead)"
-        )
     if name == "local":
         if dry_run:
             raise ConfigError("--dry-run is for --executor slurm (it prints the jobs that would be submitted)")
@@ -40,7 +37,6 @@ def make_executor(name: str, settings: dict, *, dry_run: bool = False) -> Execut
             address=settings.get("ray_address") or None,
             workers=settings.get("workers", 0),
             cpus_per_cell=settings.get("cpus_per_cell", 1),
-            gpus_per_cell=settings.get("gpus_per_cell", 1),
         )
     if name == "slurm":
         from upbench.executors.slurm_executor import SlurmExecutor

@@ -51,10 +51,16 @@ class Executor(Protocol):
 
 
 def execute_task(task: CellTask) -> Outcome:
-    """Run one cell in this process (the worker side of every executor); its rows go to its folder."""
+    """Run one cell in this process (the worker side of every executor); its rows go to its folder.
+    A multi-process cell (``train.world_size > 1``) is started here as that many processes."""
     import torch
 
+    from upbench.executors.ddp import launch_here, world_size_of
     from upbench.runner import run_cell
+
+    if world_size_of(task.cell) > 1:
+        worker_pid_note(Path(task.run_dir) / "cells" / task.cell_id)
+        return launch_here(task)
 
     if task.threads:
         torch.set_num_threads(task.threads)

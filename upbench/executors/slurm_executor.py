@@ -18,23 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from upbench.executors.base import CellTask, Outcome, execute_task, import_extra
+from upbench.executors.ddp import processes_per_node, run_slurm_task, world_size_of
 
 #: Seconds between two looks at the submitted jobs.
 POLL_S = 2.0
 
 
-def sbatch_parameters(settings: dict[str, Any], *, device: str, job_name: str) -> dict[str, Any]:
-    """The parameters of submitit's ``SlurmExecutor`` (``#SBATCH`` lines) for one cell."""
-    gpus = int(settings.get("gpus_per_cell", 1)) if device.startswith("cuda") else 0
+def sbatch_parameters(settings: dict[str, Any], *, device: str, job_name: str, world: int = 1) -> dict[str, Any]:
+    """The parameters of submitit's ``SlurmExecutor`` (``#SBATCH`` lines) for one cell of ``world``
+    processes: one task per process (``cpus_per_cell`` CPUs each, one GPU each on CUDA), on as many
+    nodes as ``gpus_per_node`` requires."""
+    nodes, per_node = processes_per_node(world, int(settings.get("gpus_per_node", 0) or 0))
     params: dict[str, Any] = {
         "job_name": job_name,
         "time": int(settings.get("time_min", 60)),
         "cpus_per_task": int(settings.get("cpus_per_cell", 1)),
-        "nodes": 1,
-        "ntasks_per_node": 1,
+        "nodes": nodes,
+        "ntasks_per_node": per_node,
     }
-    if gpus:
-        params["gpus_per_node"] = gpus
+    if device.startswith("cuda"):
+        params["gpus_per_node"] = per_node
     if settings.get("partition"):
         params["partition"] = settings["partition"]
     if settings.get("account"):
@@ -60,7 +63,9 @@ def _cell_job_class() -> type:
         """One cell as a submitit job; on preemption or timeout submitit requeues it with the same
         task, and the cell resumes from its last training checkpoint."""
 
-        def __call__(self, task: CellTask) -> Outcome:
+        def __call__(self, task: CellTask) -> Outcome | None:
+            if world_size_of(task.cell) > 1:  # one task of the job per process of the cell
+                return run_slurm_task(task)
             return execute_task(task)
 
     return CellJob
@@ -86,7 +91,10 @@ class SlurmExecutor:
         lines = [f"slurm: would submit {len(tasks)} job(s), one per cell:"]
         for t in tasks:
             lines.append(f"  upbench-{t.cell_id}  {' '.join(t.cell.label_fields())}")
-        params = sbatch_parameters(self.settings, device=tasks[0].device, job_name=f"upbench-{tasks[0].cell_id}")
+        first = tasks[0]
+        params = sbatch_parameters(
+            self.settings, device=first.device, job_name=f"upbench-{first.cell_id}", world=world_size_of(first.cell)
+        )
         lines.append(f"sbatch header of each job (first shown), scripts in {Path(tasks[0].run_dir) / 'slurm'}:")
         lines.append(sbatch_header(params, Path(tasks[0].run_dir) / "slurm"))
         return "\n".join(lines)
@@ -103,7 +111,9 @@ class SlurmExecutor:
         jobs = []
         for task in tasks:
             executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
-            params = sbatch_parameters(self.settings, device=task.device, job_name=f"upbench-{task.cell_id}")
+            params = sbatch_parameters(
+                self.settings, device=task.device, job_name=f"upbench-{task.cell_id}", world=world_size_of(task.cell)
+            )
             executor.update_parameters(**_auto_parameters(params, self.cluster))
             worker_task = _with_threads(task, params["cpus_per_task"])
             jobs.append((task, executor.submit(job_class(), worker_task)))
@@ -114,18 +124,33 @@ class SlurmExecutor:
                     still.append((task, job))
                     continue
                 try:
-                    outcome = job.result()
-                except Exception as exc:  # the job failed outside the cell (killed, node lost, ...)
-                    outcome = Outcome(task.cell_id, "failed", "?", lost=f"SLURM job {job.job_id}: {exc}".strip())
+                    outcome = job.results()[0]  # task 0 (rank 0 of a multi-process cell)
+                except Exception as exc:  # the job failed outside the cell (killed, node lost, a process failed)
+                    outcome = Outcome(task.cell_id, "failed", "?", lost=_job_failure(job, exc, task))
                 on_done(task, outcome)
             jobs = still
             if jobs:
                 time.sleep(POLL_S)
 
 
+def _job_failure(job: Any, exc: BaseException, task: CellTask) -> str:
+    """One line for a job that failed outside the cell's own error handling."""
+    if world_size_of(task.cell) > 1:
+        from upbench.executors.ddp import failure_line
+
+        return f"SLURM job {job.job_id}: " + failure_line(exc, task)
+    return f"SLURM job {job.job_id}: {exc}".strip()
+
+
 def _auto_parameters(params: dict[str, Any], cluster: str) -> dict[str, Any]:
     """``sbatch_parameters`` in submitit's ``AutoExecutor`` spelling (``slurm_`` prefixes)."""
-    generic = {"timeout_min": params["time"], "cpus_per_task": params["cpus_per_task"], "name": params["job_name"]}
+    generic = {
+        "timeout_min": params["time"],
+        "cpus_per_task": params["cpus_per_task"],
+        "name": params["job_name"],
+        "nodes": params["nodes"],
+        "tasks_per_node": params["ntasks_per_node"],
+    }
     if "gpus_per_node" in params:
         generic["gpus_per_node"] = params["gpus_per_node"]
     if cluster != "slurm":
@@ -133,6 +158,9 @@ def _auto_parameters(params: dict[str, Any], cluster: str) -> dict[str, Any]:
     extra = {
         f"slurm_{k}": v for k, v in params.items() if k in ("partition", "account", "mem", "additional_parameters")
     }
+    if params["nodes"] * params["ntasks_per_node"] > 1:
+        # a failed process ends the job's other processes (they would wait for it in a collective)
+        extra["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
     return {**generic, **extra}
 
 

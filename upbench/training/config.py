@@ -58,6 +58,11 @@ class TrainConfig:
             ReSFU's code) or ``"segformer"`` (the original SegFormer code of FADE/SAPA/DySample).
         auto_no_decay: no weight decay on biases, norms, position embeddings and the class token
             (upbench default); false reproduces mmseg configs, which decay only by ``custom_keys``.
+        world_size: data-parallel processes (DDP ranks, one GPU each on CUDA) the run is meant
+            for; ``batch_size`` is per process, so a step sees ``world_size * batch_size`` images.
+            It changes the experiment, so it is part of a cell's id; ``upbench run`` starts that
+            many processes per cell (see :mod:`upbench.executors.ddp`). Inside a process group of
+            another size, :func:`~upbench.training.train` refuses a ``world_size`` above 1.
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -84,6 +89,7 @@ class TrainConfig:
     custom_keys: dict[str, dict[str, float]] = field(default_factory=dict)
     custom_keys_names: Literal["mmseg", "segformer"] = "mmseg"
     auto_no_decay: bool = True
+    world_size: PositiveInt = 1
 
     def __post_init__(self) -> None:
         problems = check_fields(self, "train")
@@ -105,6 +111,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (stored in checkpoints)."""
         return asdict(self)
+
+    @classmethod
+    def field_default(cls, name: str) -> Any:
+        """The default of field ``name`` (for settings saved before the field existed)."""
+        return asdict(cls())[name]
 
 
 def _custom_keys_problems(custom_keys: dict[str, Any]) -> list[str]:

@@ -64,9 +64,11 @@ def segmentation_loss(logits: Tensor, labels: Tensor, ignore_index: int) -> Tens
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     current = config.to_dict()
-    diff = [k for k in current if k not in RESUME_FREE_FIELDS and saved.get(k) != current[k]]
+    # a field added after the checkpoint was written counts as its default
+    old = {k: saved.get(k, TrainConfig.field_default(k)) for k in current}
+    diff = [k for k in current if k not in RESUME_FREE_FIELDS and old[k] != current[k]]
     if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in diff)
+        shown = ", ".join(f"{k}: {old[k]!r} -> {current[k]!r}" for k in diff)
         raise ConfigError(
             f"the checkpoint was written with different training settings ({shown}); "
             "use another checkpoint_dir or resume=False"
@@ -130,6 +132,11 @@ def train(
     core = unwrap(model)
     device = next(core.parameters()).device
     rank, world = rank_and_world()
+    if config.world_size > 1 and world != config.world_size:
+        raise ConfigError(
+            f"train.world_size = {config.world_size} but this process group has {world} process(es): "
+            "start it with that many (upbench run does; torchrun --nproc_per_node=N)"
+        )
     use_amp = config.compute_dtype(device) == "float16"
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
