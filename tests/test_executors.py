@@ -286,3 +286,69 @@ def test_a_lost_worker_is_a_failed_cell_with_its_error_file_and_is_retried(suite
     summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False)
     assert summary.ran == 2 and summary.failed == 0
     assert set(results.finished_cells(out).values()) == {"ok"}
+
+
+def test_a_rerun_reattaches_to_the_slurm_jobs_an_earlier_driver_left_running(suite_file, tmp_path, monkeypatch, capsys):
+    """A stand-in for SLURM: job 101 (cell 0) is still running when the new driver starts, job 102
+    (cell 1) is gone. The new driver waits for 101 (submitting nothing for cell 0) and submits
+    cell 1 again. Jobs run in this process."""
+    import json
+
+    submitit = pytest.importorskip("submitit")
+    from upbench.executors import slurm_executor
+    from upbench.executors.base import CellTask, execute_task
+
+    monkeypatch.setattr(slurm_executor, "POLL_S", 0.01)
+    suite = load_suite(suite_file)
+    cells = suite.cells()
+    out = tmp_path / "run"
+    for cell, job_id in zip(cells, ("101", "102")):
+        (out / "cells" / cell.cell_id).mkdir(parents=True)
+        (out / "cells" / cell.cell_id / "slurm_job.json").write_text(
+            json.dumps({"job_id": job_id, "cluster": "slurm", "tasks": 1})
+        )
+
+    class EarlierJob:  # what sacct would say about the earlier driver's jobs
+        def __init__(self, folder, job_id, tasks):
+            self.job_id, self.polls = job_id, 0
+
+        def done(self, force_check=False):
+            self.polls += 1
+            return self.job_id == "102" or self.polls > 3
+
+        def results(self):  # job 101 ran cell 0 on the cluster meanwhile
+            return [execute_task(CellTask(cells[0], suite, out, "cpu"))]
+
+    submitted = []
+
+    class DoneJob:
+        def __init__(self, job_id, outcome):
+            self.job_id, self.outcome = job_id, outcome
+
+        def done(self, force_check=False):
+            return True
+
+        def results(self):
+            return [self.outcome]
+
+    class Cluster:  # sbatch: runs the job here, at once
+        def __init__(self, folder, cluster):
+            pass
+
+        def update_parameters(self, **kwargs):
+            pass
+
+        def submit(self, fn, task):
+            submitted.append(task.cell_id)
+            return DoneJob("900", fn(task))
+
+    monkeypatch.setattr(submitit, "SlurmJob", EarlierJob)
+    monkeypatch.setattr(submitit, "AutoExecutor", Cluster)
+    summary = runner.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="slurm")
+    assert summary.failed == 0 and summary.ran == 2, summary.describe()
+    assert submitted == [cells[1].cell_id]  # cell 0 got no second job
+    assert f"cell {cells[0].cell_id} is job 101" in capsys.readouterr().out
+    assert set(results.finished_cells(out).values()) == {"ok"}
+    _no_duplicates(out)
+    record = json.loads((out / "cells" / cells[1].cell_id / "slurm_job.json").read_text())
+    assert record == {"job_id": "900", "cluster": "slurm", "tasks": 1}

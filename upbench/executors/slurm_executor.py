@@ -5,13 +5,15 @@ cell (partition, GPUs and CPUs per cell, memory, time limit, account and extra `
 from the flags or the suite's ``[executor]`` table), waits for them and merges their rows as they
 finish. ``--dry-run`` prints the jobs and their sbatch header instead. A job preempted or stopped
 at its time limit is requeued by submitit and the cell resumes from its last training checkpoint.
-Job scripts and logs are in ``RUN_DIR/slurm/``. Keep the driver running (e.g. in ``tmux``) until
-the jobs end; a driver stopped early leaves the jobs running: wait for them (or ``scancel``) before
-running the same command again, which then merges their rows and submits only what is missing.
+Job scripts and logs are in ``RUN_DIR/slurm/``; each cell's job id is in ``cells/<id>/slurm_job.json``.
+Keep the driver running (e.g. in ``tmux``) until the jobs end. A driver stopped early leaves the
+jobs running; the same command run again merges the rows of the jobs that finished, re-attaches to
+those still queued or running (no second job for a cell) and submits only the cells that have none.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,13 +112,20 @@ class SlurmExecutor:
         job_class = _cell_job_class()
         jobs = []
         for task in tasks:
+            job = self.reattach(task, folder)
+            if job is not None:  # a job an earlier driver submitted is still queued or running
+                print(f"slurm: cell {task.cell_id} is job {job.job_id} (submitted by an earlier run): waiting for it")
+                jobs.append((task, job))
+                continue
             executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
             params = sbatch_parameters(
                 self.settings, device=task.device, job_name=f"upbench-{task.cell_id}", world=world_size_of(task.cell)
             )
             executor.update_parameters(**_auto_parameters(params, self.cluster))
             worker_task = _with_threads(task, params["cpus_per_task"])
-            jobs.append((task, executor.submit(job_class(), worker_task)))
+            job = executor.submit(job_class(), worker_task)
+            _record_job(task, job, self.cluster, params["nodes"] * params["ntasks_per_node"])
+            jobs.append((task, job))
         while jobs:
             still = []
             for task, job in jobs:
@@ -131,6 +140,30 @@ class SlurmExecutor:
             jobs = still
             if jobs:
                 time.sleep(POLL_S)
+
+
+    def reattach(self, task: CellTask, folder: Path) -> Any | None:
+        """The SLURM job an earlier driver submitted for this cell if it is still queued or
+        running (``cells/<id>/slurm_job.json``), else None (then the cell is submitted again)."""
+        path = Path(task.run_dir) / "cells" / task.cell_id / JOB_FILE
+        if self.cluster != "slurm" or not path.is_file():
+            return None  # submitit's local jobs are children of their driver: nothing to re-attach to
+        info = json.loads(path.read_text())
+        submitit = import_extra("submitit", "slurm")
+        job = submitit.SlurmJob(folder=folder, job_id=str(info["job_id"]), tasks=tuple(range(int(info["tasks"]))))
+        return None if job.done(force_check=True) else job
+
+
+#: Per cell, the SLURM job that runs it (``{"job_id", "cluster", "tasks"}``), for a later driver.
+JOB_FILE = "slurm_job.json"
+
+
+def _record_job(task: CellTask, job: Any, cluster: str, n_tasks: int) -> None:
+    path = Path(task.run_dir) / "cells" / task.cell_id / JOB_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"job_id": str(job.job_id), "cluster": cluster, "tasks": n_tasks}) + "\n")
+    tmp.replace(path)
 
 
 def _job_failure(job: Any, exc: BaseException, task: CellTask) -> str:
