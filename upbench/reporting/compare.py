@@ -149,6 +149,36 @@ class RunBootstrap:
         )
         if not seeds:
             return Difference(float("nan"), float("nan"), float("nan"), 0)
+        estimate, combined = self._combined(setting_id, a, b, metric, seeds)
+        return _interval(estimate, combined, len(seeds))
+
+    def interaction(self, setting_hi: str, setting_lo: str, a: str, b: str, metric: str) -> Difference:
+        """How the gap ``a - b`` changes between two settings: ``(a - b in setting_hi) - (a - b in
+        setting_lo)``, over the seeds all four cells ran. Both settings must be evaluated on the same
+        validation images (e.g. the same suite at two ratios): each replicate then draws the same
+        seeds and images in both, so the interval of the change is paired like every difference."""
+        seeds = tuple(
+            sorted(set.intersection(*(set(self.seeds(sid, lab)) for sid in (setting_hi, setting_lo) for lab in (a, b))))
+        )
+        if not seeds:
+            return Difference(float("nan"), float("nan"), float("nan"), 0)
+        for s in seeds:
+            hi = self._arrays(self.cells[(setting_hi, a, s)])["image"]
+            lo = self._arrays(self.cells[(setting_lo, a, s)])["image"]
+            if not torch.equal(hi, lo):
+                raise UpbenchError(
+                    f"compare: settings {setting_hi} and {setting_lo} (seed {s}) were evaluated on different "
+                    "validation images; their gaps cannot be paired"
+                )
+        est_hi, rep_hi = self._combined(setting_hi, a, b, metric, seeds)
+        est_lo, rep_lo = self._combined(setting_lo, a, b, metric, seeds)
+        return _interval(est_hi - est_lo, rep_hi - rep_lo, len(seeds))
+
+    def _combined(
+        self, setting_id: str, a: str, b: str | None, metric: str, seeds: tuple[int, ...]
+    ) -> tuple[float, np.ndarray]:
+        """Point estimate and ``(n_boot,)`` two-stage bootstrap replicates of ``a - b`` (or ``a``)
+        over ``seeds``; the draws depend only on the seeds and the number of images."""
         for s in seeds if b is not None else ():
             ia = self._arrays(self.cells[(setting_id, a, s)])["image"]
             ib = self._arrays(self.cells[(setting_id, b, s)])["image"]
@@ -170,9 +200,7 @@ class RunBootstrap:
         diffs = np.stack([np.stack([replicates(s, slot) for s in seeds]) for slot in range(len(seeds))])
         draws = self._seed_draws(seeds)  # (replicate, slot): indices into seeds; diffs is (slot, seed, replicate)
         combined = diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
-        tail = 100 * (1 - LEVEL) / 2
-        low, high = np.nanpercentile(combined, [tail, 100 - tail]) if np.isfinite(combined).any() else (np.nan,) * 2
-        return Difference(estimate, float(low), float(high), len(seeds))
+        return estimate, combined
 
     def compare(self, reference: str = "bilinear") -> pd.DataFrame:
         """The table of :func:`compare` for one reference label."""
@@ -243,6 +271,14 @@ class RunBootstrap:
                     taus.append(kendall_tau(both[s].to_numpy(), both[t].to_numpy()))
         taus = [t for t in taus if np.isfinite(t)]
         return (float(np.mean(taus)) if taus else float("nan")), len(taus)
+
+
+def _interval(estimate: float, replicates: np.ndarray, n_paired: int) -> Difference:
+    """The estimate with the central ``LEVEL`` interval of its bootstrap replicates."""
+    tail = 100 * (1 - LEVEL) / 2
+    finite = np.isfinite(replicates).any()
+    low, high = np.nanpercentile(replicates, [tail, 100 - tail]) if finite else (np.nan,) * 2
+    return Difference(estimate, float(low), float(high), n_paired)
 
 
 def _setting_value(setting: dict, column: str) -> object:

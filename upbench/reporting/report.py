@@ -7,6 +7,7 @@ the main job never touches tracked files; the committed example is ``reports/qui
     tables/<group>.md, .tex    one table per train group and per ops setting
     tables/train_summary.csv   the seed-aggregated rows behind the tables (also ops_summary.csv)
     tables/compare_<ref>.csv   :func:`upbench.reporting.compare` against bilinear and guided_bilinear
+    tables/ratio_trend_<ref>.csv  each gap at every ratio and its change (:mod:`upbench.reporting.ratio`)
     figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
 
 Everything is sorted and formatted deterministically and carries no timestamp, so re-running the
@@ -25,6 +26,7 @@ from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
+from upbench.reporting.ratio import ratio_section, ratio_trend
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
@@ -62,6 +64,9 @@ def write_report(
             frame = analysis.compare(ref)
             if frame["n_paired"].gt(0).any():
                 _write(out / "tables" / f"compare_{ref}.csv", frame.to_csv(index=False, float_format="%.10g"))
+            trend = ratio_trend(analysis, ref)
+            if not trend.empty:
+                _write(out / "tables" / f"ratio_trend_{ref}.csv", trend.to_csv(index=False, float_format="%.10g"))
 
     all_tables = tables.train_tables(data["train"], analysis) + tables.ops_tables(data["ops"])
     for table in all_tables:
@@ -74,6 +79,7 @@ def write_report(
     sections += (
         ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
+    sections += ratio_section(analysis)
     sections += published_section(suite_name(run_dir), data["train"])
     sections += learning_section(data["train"])
 
