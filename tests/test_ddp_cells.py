@@ -139,6 +139,21 @@ def test_local_cuda_run_needs_one_gpu_per_process(tmp_path, monkeypatch) -> None
     assert ddp_problems(cells, "local", "cuda") == []
 
 
+def test_a_cell_spanning_nodes_is_checked_before_anything_is_submitted(tmp_path, capsys) -> None:
+    from upbench.cli import main
+
+    suite = _suite(tmp_path, world=3)
+    assert ddp_problems(load_suite(suite).cells(), "slurm", "cuda", gpus_per_node=2) == [
+        "train.world_size = 3 is not a multiple of gpus_per_node = 2: "
+        "a cell spanning nodes needs the same number of processes on each"
+    ]
+    pytest.importorskip("submitit")
+    out = tmp_path / "r"
+    rc = main(["run", str(suite), "--out", str(out), "--executor", "slurm", "--gpus-per-node", "2", "--device", "cpu"])
+    assert rc == 2 and "not a multiple of gpus_per_node = 2" in capsys.readouterr().err
+    assert not (out / "slurm").exists() and not (out / "results.jsonl").exists()
+
+
 # --------------------------------------------------------------------------- running it
 @pytest.fixture(scope="module")
 def local_ddp(tmp_path_factory) -> tuple[Path, list[tuple]]:

@@ -412,7 +412,7 @@ def run_suite(
     settings = {**dataclasses.asdict(suite.config.executor)}
     settings.update({k: v for k, v in (executor_options or {}).items() if v is not None})
     ex = make_executor(executor or settings["name"], settings, dry_run=dry_run)
-    problems = ddp_problems(suite.cells(device=device), ex.name, device)
+    problems = ddp_problems(suite.cells(device=device), ex.name, device, settings.get("gpus_per_node", 0))
     if problems:
         raise ConfigError("\n".join(problems))
     if dry_run:

@@ -48,10 +48,19 @@ def processes_per_node(world: int, gpus_per_node: int) -> tuple[int, int]:
     return world // gpus_per_node, gpus_per_node
 
 
-def ddp_problems(cells: list[Any], executor: str, device: str) -> list[str]:
+def ddp_problems(cells: list[Any], executor: str, device: str, gpus_per_node: int = 0) -> list[str]:
     """What stops the multi-process cells of a run on this executor (one line each), checked
-    before any cell runs: on CUDA, the local executor needs as many GPUs here as processes."""
+    before any cell runs: on CUDA the local executor needs as many GPUs here as processes; on
+    SLURM a cell spanning nodes needs the same number of processes on each."""
     worlds = sorted({world_size_of(c) for c in cells if world_size_of(c) > 1})
+    if executor == "slurm":
+        out = []
+        for w in worlds:
+            try:
+                processes_per_node(w, gpus_per_node)
+            except ConfigError as err:
+                out.append(str(err))
+        return out
     if not worlds or executor != "local" or not device.startswith("cuda"):
         return []
     import torch
