@@ -182,6 +182,8 @@ class CrossAttentionBlock(nn.Module):
 class AnyUp(Upsampler):
     """AnyUp with the official submodule names (``image_encoder``, ..., ``aggregation``, ``rope``)."""
 
+    default_guide_channels = 3  # guided by the RGB image, as in its paper
+
     def __init__(
         self,
         in_channels: int,
@@ -194,7 +196,7 @@ class AnyUp(Upsampler):
         window_ratio: NonNegativeFloat = 0.1,
         num_heads: PositiveInt = 4,
     ) -> None:
-        super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
         check_qk_heads("anyup", qk_dim, num_heads)
         self.qk_dim = qk_dim

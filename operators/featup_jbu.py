@@ -132,8 +132,10 @@ def stage_sizes(lr_size: tuple[int, int], out_size: tuple[int, int], stages: int
 class FeatUpJBU(Upsampler):
     """FeatUp's ``JBUStack`` with ``ceil(log2(scale))`` stages ``up1..upN`` and ``fixup_proj``."""
 
+    default_guide_channels = 3  # guided by the RGB image, as in its paper
+
     def __init__(self, in_channels: int, scale: int, *, guide_channels: int | None = None) -> None:
-        super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        super().__init__(in_channels, scale, guide_channels=guide_channels)
         self.stages = max(1, math.ceil(math.log2(scale)))
         for k in range(1, self.stages + 1):
             self.add_module(f"up{k}", JBULearnedRange(self.guide_channels, in_channels, KEY_DIM, radius=RADIUS))

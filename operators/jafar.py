@@ -150,6 +150,8 @@ class CrossAttentionBlock(nn.Module):
 class JAFAR(Upsampler):
     """JAFAR with the official submodule names (``image_encoder``, ..., ``cross_decode``, ``rope``)."""
 
+    default_guide_channels = 3  # guided by the RGB image, as in its paper
+
     def __init__(
         self,
         in_channels: int,
@@ -160,7 +162,7 @@ class JAFAR(Upsampler):
         kernel_size: OddPositiveInt = 1,
         num_heads: PositiveInt = 4,
     ) -> None:
-        super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
         check_qk_heads("jafar", qk_dim, num_heads)
         self.qk_dim, self.kernel_size, self.num_heads = qk_dim, kernel_size, num_heads

@@ -227,6 +227,8 @@ class LoftUp(nn.Module):
 class LoftUpOperator(Upsampler):
     """LoftUp behind the ChannelNorm of the released models (``channelnorm``, ``upsampler``)."""
 
+    default_guide_channels = 3  # guided by the RGB image, as in its paper
+
     def __init__(
         self,
         in_channels: int,
@@ -238,7 +240,7 @@ class LoftUpOperator(Upsampler):
         num_layers: PositiveInt = 2,
         channel_norm: bool = True,
     ) -> None:
-        super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
         width = in_channels + LoftUp.LR_PE_DIM
         if width % num_heads:

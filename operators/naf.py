@@ -232,6 +232,8 @@ def neighbourhood_attention(
 class NAF(Upsampler):
     """NAF with the official names: ``image_encoder`` (``encoder``, ``sem_encoder``, ``rope``)."""
 
+    default_guide_channels = 3  # guided by the RGB image, as in its paper
+
     def __init__(
         self,
         in_channels: int,
@@ -245,7 +247,7 @@ class NAF(Upsampler):
         img_layers: PositiveInt = 2,
         rope_rescale: PositiveFloat | None = 2.0,
     ) -> None:
-        super().__init__(in_channels, scale, guide_channels=3 if guide_channels is None else guide_channels)
+        super().__init__(in_channels, scale, guide_channels=guide_channels)
         check_own_options(self, locals())
         checks = (
             ("dim", dim, dim % 16 == 0 and dim % (4 * heads_rope) == 0 and dim % heads_attn == 0),

@@ -125,3 +125,18 @@ def test_plugin_module_registers_with_origin(monkeypatch: pytest.MonkeyPatch, tm
         check_operator("plugin_mod", 2)
     finally:
         registry.unregister_operator("plugin_mod")
+
+
+def test_default_guide_width_is_the_image_for_task_agnostic_operators_else_the_feature() -> None:
+    import upbench
+    from upbench.registry import list_operators, operator_info
+
+    for name in list_operators():
+        info = operator_info(name)
+        op = upbench.create_operator(name, 16, 4)
+        if not info.guided:
+            assert op.guide_channels is None, name
+        elif info.family == "task-agnostic":
+            assert op.guide_channels == 3, name  # the RGB image, as in their papers
+        else:
+            assert op.guide_channels == 16, name  # the official ReSFU/SAPA/FADE default: in_channels

@@ -136,10 +136,13 @@ class Upsampler(nn.Module):
         in_channels: channels ``C`` of the LR feature ``x`` (and of the output).
         scale: integer upsampling ratio ``s``.
         guide_channels: channels ``C_g`` of the HR guide; guided operators default it to
-            ``in_channels`` (as the official ReSFU, SAPA and FADE do); unguided operators ignore it.
+            ``default_guide_channels`` or, when that is None, to ``in_channels`` (as the official
+            ReSFU, SAPA and FADE do); unguided operators ignore it.
     """
 
     info: ClassVar[OperatorInfo]
+    #: The guide width when none is given (None: ``in_channels``); 3 for operators guided by the RGB image.
+    default_guide_channels: ClassVar[int | None] = None
 
     def __init__(self, in_channels: int, scale: int, *, guide_channels: int | None = None) -> None:
         super().__init__()
@@ -151,7 +154,9 @@ class Upsampler(nn.Module):
             check_scale(info, scale)
         guided = info.guided if info is not None else False
         if guided:
-            guide_channels = in_channels if guide_channels is None else guide_channels
+            if guide_channels is None:
+                default = type(self).default_guide_channels
+                guide_channels = in_channels if default is None else default
             if isinstance(guide_channels, bool) or not isinstance(guide_channels, int) or guide_channels < 1:
                 raise InputShapeError(
                     f"operator '{name}': guide_channels must be a positive integer, got {guide_channels!r}"
