@@ -43,6 +43,9 @@ from upbench.reporting.load import load_rows, measurements
 from upbench.reporting.settings import attach_setting_ids
 
 METRICS = ("mIoU", "BF", "BIoU")
+#: Metrics recomputed at analysis time from each cell's saved model (not in the results rows):
+#: the mosaic index of the upsampled feature on every validation image (lower: fewer block artefacts).
+MODEL_METRICS = ("mosaic_index",)
 LEVEL = 0.95
 SETTING_COLUMNS = ("architecture", "protocol", "preset", "dataset", "scale")
 
@@ -74,9 +77,10 @@ class RunBootstrap:
     def __init__(
         self, run_dir: str | Path, metrics: Iterable[str] = METRICS, n_boot: int = 2000, seed: int = 0
     ) -> None:
-        unknown = sorted(set(metrics) - set(METRICS))
+        unknown = sorted(set(metrics) - set(METRICS) - set(MODEL_METRICS))
         if unknown:
-            raise UpbenchError(f"compare: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+            valid = ", ".join((*METRICS, *MODEL_METRICS))
+            raise UpbenchError(f"compare: unknown metric(s) {', '.join(unknown)}; choose from {valid}")
         if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
             raise UpbenchError(f"compare: n_boot must be an int >= 1, got {n_boot!r}")
         self.run_dir = Path(run_dir)
@@ -89,12 +93,16 @@ class RunBootstrap:
         points = measurements(rows)
         self.points = points[points["metric"].isin(self.metrics)]
         #: (setting_id, label, seed) -> cell_id of the finished train cells
+        #: label -> registered operator (a variant's label differs from its operator's name)
+        self.operators = dict(zip(rows["label"], rows["operator"]))
         self.cells = {
             (r.setting_id, r.label, int(r.seed)): r.cell_id
             for r in rows[rows["metric"] == "cell"].itertuples()
             if r.status == "ok"
         }
         self._arrays = cache(self._load_arrays)
+        self._block_sums = cache(self._load_block_sums)
+        self.device = "cpu"
         self._values = cache(self._resample_values)
         self._weights = cache(self._draw_weights)
 
@@ -115,6 +123,24 @@ class RunBootstrap:
         path = self.run_dir / "cells" / cell_id / FILE_NAME
         return frame_to_arrays(read_per_image(path)) if path.is_file() else None
 
+    def _load_block_sums(self, cell_id: str) -> torch.Tensor:
+        """``[n_images, 2]`` mosaic energy sums of the cell's saved model on its validation images."""
+        from upbench.reporting.qualitative import cell_block_sums
+
+        sums = torch.from_numpy(cell_block_sums(self.run_dir, cell_id, self.device))
+        n = int(self._arrays(cell_id)["area_inter"].shape[0])
+        if sums.shape[0] != n:
+            raise UpbenchError(f"compare: cell {cell_id} has {n} per-image records but {sums.shape[0]} images now")
+        return sums
+
+    def _model_scores(self, cell_id: str, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        from upbench.reporting.mosaic import index_from_sums
+
+        sums = self._block_sums(cell_id)
+        w = torch.ones(1, sums.shape[0], dtype=sums.dtype) if weights is None else weights.to(sums.dtype)
+        totals = w @ sums  # (replicates, 2)
+        return {"mosaic_index": index_from_sums(totals[:, 0], totals[:, 1])}
+
     def _draw_weights(self, data_seed: int, slot: int, n_images: int) -> torch.Tensor:
         """``(n_boot, n_images)`` draw counts of one image resample (multinomial, uniform)."""
         rng = np.random.default_rng([self.seed, abs(data_seed), int(data_seed < 0), slot, n_images])
@@ -129,15 +155,20 @@ class RunBootstrap:
         return rng.integers(0, len(seeds), (self.n_boot, len(seeds)))
 
     def _resample_values(self, setting_id: str, label: str, data_seed: int, slot: int) -> dict[str, np.ndarray]:
-        arrays = self._arrays(self.cells[(setting_id, label, data_seed)])
+        cell_id = self.cells[(setting_id, label, data_seed)]
+        arrays = self._arrays(cell_id)
         weights = self._weights(data_seed, slot, int(arrays["area_inter"].shape[0]))
         scores = scores_from_counts(arrays, weights)
+        if any(m in MODEL_METRICS for m in self.metrics):
+            scores.update(self._model_scores(cell_id, weights))
         return {m: scores[m].numpy() for m in self.metrics if m in scores}
 
     def point(self, setting_id: str, label: str, data_seed: int, metric: str) -> float:
         """The metric of one cell recomputed from its per-image counts (equals its results row)."""
-        arrays = self._arrays(self.cells[(setting_id, label, data_seed)])
-        return float(scores_from_counts(arrays)[metric][0])
+        cell_id = self.cells[(setting_id, label, data_seed)]
+        if metric in MODEL_METRICS:
+            return float(self._model_scores(cell_id, None)[metric][0])
+        return float(scores_from_counts(self._arrays(cell_id))[metric][0])
 
     # ------------------------------------------------------------------ statistics
     def difference(self, setting_id: str, a: str, b: str | None, metric: str) -> Difference:

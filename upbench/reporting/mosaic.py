@@ -53,6 +53,28 @@ def block_energies(feature: Tensor, scale: int) -> tuple[float, float]:
     return float(b_x + b_y) / n, float(w_x + w_y) / n
 
 
+def per_image_block_sums(feature: Tensor, scale: int) -> Tensor:
+    """``[B, 2]`` float64: per map of a batch ``[B, C, H, W]``, the sums of squared border and
+    adjacent-within differences (both directions). Maps of one size share their border count, so
+    the index of any multiset of them is ``(sum border - sum within) / (sum border + sum within)``
+    (:func:`index_from_sums`), equal to :func:`mosaic_index` of the stacked batch."""
+    f = _checked(feature, scale).to(torch.float64)
+    if f.dim() == 3:
+        f = f[None]
+    out = []
+    for m in f:
+        b_x, w_x, _ = _along_last(m, scale)
+        b_y, w_y, _ = _along_last(m.transpose(-1, -2), scale)
+        out.append(torch.stack([b_x + b_y, w_x + w_y]))
+    return torch.stack(out)
+
+
+def index_from_sums(border: Tensor, within: Tensor) -> Tensor:
+    """The mosaic index from summed border and within energies (0 where both are 0)."""
+    total = border + within
+    return torch.where(total > 0, (border - within) / total.where(total > 0, torch.ones_like(total)), 0.0)
+
+
 def mosaic_index(feature: Tensor, scale: int) -> float:
     """Mosaic index of ``feature`` (``Tensor[C, H, W]`` or ``[B, C, H, W]``) at ``scale``, in [-1, 1].
 

@@ -154,6 +154,30 @@ def _run_model(
         panel.problems[label] = f"mosaic index not computed: {err}"
 
 
+def cell_block_sums(run_dir: str | Path, cell_id: str, device: str = "cpu", batch_size: int = 8) -> np.ndarray:
+    """``[n_images, 2]``: the border and within energy sums (:func:`upbench.reporting.mosaic.per_image_block_sums`)
+    of the trained model's upsampled feature on every validation image of a train cell, in dataset
+    order (the order of its per-image records), for the mosaic index with intervals."""
+    from upbench.reporting.mosaic import per_image_block_sums
+
+    cell_dir = Path(run_dir) / "cells" / cell_id
+    config = cell_config(Path(run_dir), cell_id)
+    val, num_classes, _ = load_val_set(config)
+    model = load_cell_model(config, num_classes)
+    model.load_state_dict(torch.load(cell_dir / "model.pt", map_location=device, weights_only=True))
+    model.to(device).eval()
+    scale = feature_scale(config)
+    sums = []
+    with torch.no_grad():
+        for start in range(0, len(val), batch_size):
+            images = [val[i][0] for i in range(start, min(start + batch_size, len(val)))]
+            same_size = all(im.shape == images[0].shape for im in images)
+            for chunk in [torch.stack(images)] if same_size else [im[None] for im in images]:
+                _, features = model(chunk.to(device), return_features=True)
+                sums.append(per_image_block_sums(features["upsampled"].float().cpu(), scale))
+    return torch.cat(sums).numpy() if sums else np.zeros((0, 2))
+
+
 def _class_cmap(num_classes: int) -> ListedColormap:
     base = matplotlib.colormaps["tab20"].resampled(max(num_classes, 2))
     return ListedColormap([base(i) for i in range(max(num_classes, 2))])

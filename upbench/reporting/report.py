@@ -8,6 +8,7 @@ the main job never touches tracked files; the committed example is ``reports/qui
     tables/train_summary.csv   the seed-aggregated rows behind the tables (also ops_summary.csv)
     tables/compare_<ref>.csv   :func:`upbench.reporting.compare` against bilinear and guided_bilinear
     tables/ratio_trend_<ref>.csv  each gap at every ratio and its change (:mod:`upbench.reporting.ratio`)
+    tables/variants.csv        each variant against its operator (:mod:`upbench.reporting.variants`)
     figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
 
 Everything is sorted and formatted deterministically and carries no timestamp, so re-running the
@@ -27,6 +28,7 @@ from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
 from upbench.reporting.ratio import ratio_section, ratio_trend
+from upbench.reporting.variants import variant_analysis, variant_markdown, variant_table
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
@@ -80,6 +82,11 @@ def write_report(
         ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
     sections += ratio_section(analysis)
+    variants = variant_analysis(run_dir, device) if analysis is not None else None
+    if variants is not None:
+        table = variant_table(variants)
+        _write(out / "tables" / "variants.csv", table.to_csv(index=False, float_format="%.10g"))
+        sections += variant_markdown(table, variants.metrics)
     sections += published_section(suite_name(run_dir), data["train"])
     sections += learning_section(data["train"])
 
