@@ -90,7 +90,7 @@ def test_mosaic_index_of_a_cell_is_its_model_on_every_validation_image(run) -> N
         for seed in (0, 1):
             expected = mosaic_index(_features(run, boot.cells[(sid, label, seed)]), 4)
             assert boot.point(sid, label, seed, "mosaic_index") == pytest.approx(expected, abs=1e-9)
-    assert abs(boot.point(sid, "bilinear", 0, "mosaic_index")) < 1e-6  # bilinear x4: no block structure (float32 features)
+    assert abs(boot.point(sid, "bilinear", 0, "mosaic_index")) < 1e-6  # bilinear x4: none (float32)
     same = boot.difference(sid, "resfu", "resfu", "mosaic_index")
     assert (same.diff, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +117,11 @@ def launch_here(task: CellTask) -> Outcome:
         monitor_interval=0.2,
         start_method="spawn",
     )
-    threads = task.threads or _threads_per_process(world)
-    rank_task = _replace(task, threads=threads)
+    rank_task = replace(task, threads=task.threads or _threads_per_process(world))
     try:
-        returned = elastic_launch(config, run_rank)(rank_task)
+        return elastic_launch(config, run_rank)(rank_task)[0]  # rank 0's outcome
     except ChildFailedError as exc:
         return Outcome(task.cell_id, "failed", socket.gethostname(), lost=failure_line(exc, task))
-    outcome = returned[0]
-    return outcome
 
 
 def failure_line(exc: BaseException, task: CellTask) -> str:
@@ -174,8 +172,3 @@ def _threads_per_process(world: int) -> int:
 
     return max(1, torch.get_num_threads() // world)
 
-
-def _replace(task: CellTask, **changes: Any) -> CellTask:
-    from dataclasses import replace
-
-    return replace(task, **changes)

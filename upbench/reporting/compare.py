@@ -194,16 +194,20 @@ class RunBootstrap:
         if not seeds:
             return Difference(float("nan"), float("nan"), float("nan"), 0)
         for s in seeds:
-            hi = self._arrays(self.cells[(setting_hi, a, s)])["image"]
-            lo = self._arrays(self.cells[(setting_lo, a, s)])["image"]
-            if not torch.equal(hi, lo):
-                raise UpbenchError(
-                    f"compare: settings {setting_hi} and {setting_lo} (seed {s}) were evaluated on different "
-                    "validation images; their gaps cannot be paired"
-                )
+            self._check_paired(
+                self.cells[(setting_hi, a, s)],
+                self.cells[(setting_lo, a, s)],
+                f"settings {setting_hi} and {setting_lo} (seed {s})",
+                "their gaps cannot be paired",
+            )
         est_hi, rep_hi = self._combined(setting_hi, a, b, metric, seeds)
         est_lo, rep_lo = self._combined(setting_lo, a, b, metric, seeds)
         return _interval(est_hi - est_lo, rep_hi - rep_lo, len(seeds))
+
+    def _check_paired(self, cell_x: str, cell_y: str, who: str, consequence: str) -> None:
+        """Two cells to be paired image by image must have scored the same validation images."""
+        if not torch.equal(self._arrays(cell_x)["image"], self._arrays(cell_y)["image"]):
+            raise UpbenchError(f"compare: {who} were evaluated on different validation images; {consequence}")
 
     def _combined(
         self, setting_id: str, a: str, b: str | None, metric: str, seeds: tuple[int, ...]
@@ -211,13 +215,10 @@ class RunBootstrap:
         """Point estimate and ``(n_boot,)`` two-stage bootstrap replicates of ``a - b`` (or ``a``)
         over ``seeds``; the draws depend only on the seeds and the number of images."""
         for s in seeds if b is not None else ():
-            ia = self._arrays(self.cells[(setting_id, a, s)])["image"]
-            ib = self._arrays(self.cells[(setting_id, b, s)])["image"]
-            if not torch.equal(ia, ib):
-                raise UpbenchError(
-                    f"compare: {a} and {b} (seed {s}) were evaluated on different validation images; "
-                    "they cannot be paired"
-                )
+            self._check_paired(
+                self.cells[(setting_id, a, s)], self.cells[(setting_id, b, s)], f"{a} and {b} (seed {s})",
+                "they cannot be paired",
+            )  # fmt: skip
 
         def point(s: int) -> float:
             value = self.point(setting_id, a, s, metric)

@@ -96,9 +96,13 @@ def ratio_section(analysis: RunBootstrap | None) -> list[str]:
     ratio and its change from the smallest ratio (empty when no setting spans two ratios)."""
     if analysis is None:
         return []
+    return ratio_markdown({ref: ratio_trend(analysis, ref) for ref in (REFERENCE, CONTROL)})
+
+
+def ratio_markdown(trends: dict[str, pd.DataFrame]) -> list[str]:
+    """:func:`ratio_section` from the tables of :func:`ratio_trend`, one per reference."""
     lines: list[str] = []
-    for reference in (REFERENCE, CONTROL):
-        trend = ratio_trend(analysis, reference)
+    for reference, trend in trends.items():
         if trend.empty:
             continue
         for family, part in trend.groupby("family", sort=True):

@@ -27,7 +27,7 @@ from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
-from upbench.reporting.ratio import ratio_section, ratio_trend
+from upbench.reporting.ratio import ratio_markdown, ratio_trend
 from upbench.reporting.variants import variant_analysis, variant_markdown, variant_table
 
 log = logging.getLogger("upbench.reporting")
@@ -60,15 +60,17 @@ def write_report(
     data = summarise(run_dir)
     sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(data["rows"]), ""]
     analysis = RunBootstrap(run_dir) if not data["train"].empty else None
+    trends: dict[str, pd.DataFrame] = {}
     if analysis is not None:
         data["train"] = _with_intervals(data["train"], analysis)
         for ref in (tables.REFERENCE, tables.CONTROL):
             frame = analysis.compare(ref)
             if frame["n_paired"].gt(0).any():
                 _write(out / "tables" / f"compare_{ref}.csv", frame.to_csv(index=False, float_format="%.10g"))
-            trend = ratio_trend(analysis, ref)
-            if not trend.empty:
-                _write(out / "tables" / f"ratio_trend_{ref}.csv", trend.to_csv(index=False, float_format="%.10g"))
+            trends[ref] = ratio_trend(analysis, ref)
+            if not trends[ref].empty:
+                csv = trends[ref].to_csv(index=False, float_format="%.10g")
+                _write(out / "tables" / f"ratio_trend_{ref}.csv", csv)
 
     all_tables = tables.train_tables(data["train"], analysis) + tables.ops_tables(data["ops"])
     for table in all_tables:
@@ -81,7 +83,7 @@ def write_report(
     sections += (
         ["## Tables", "", *intro] + [tables.to_markdown(t) for t in all_tables] if all_tables else ["No results."]
     )
-    sections += ratio_section(analysis)
+    sections += ratio_markdown(trends)
     variants = variant_analysis(run_dir, device) if analysis is not None else None
     if variants is not None:
         table = variant_table(variants)
