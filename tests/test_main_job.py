@@ -35,6 +35,9 @@ def test_run_prints_where_results_and_report_are(tiny_run) -> None:
     assert (root / "runs" / "tiny" / "report" / "report.md").is_file()
     assert not (root / "reports").exists()  # nothing outside runs/
     assert (root / "runs" / "tiny" / "results.parquet").is_file()
+    header = (root / "runs" / "tiny" / "report" / "report.md").read_text().split("## ")[0]
+    assert "- command: `python -m upbench run tiny.toml --out runs/tiny --no-progress`" in header
+    assert "- cpu_count: " in header and "- results written: 20" in header
 
 
 def test_second_run_finishes_at_once(tiny_run) -> None:

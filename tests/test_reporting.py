@@ -138,7 +138,9 @@ def test_write_report_files_and_byte_identical_rerun(run: tuple[Path, pd.DataFra
     report = (out / "report.md").read_text()
     assert "qualitative: no finished train cell saved a model.pt" in report
     assert "`tfail` resfu plain direct x16 seed 0: oom" in report
-    assert not re.search(r"20\d\d-\d\d-\d\dT", report)  # no timestamps
+    # the only timestamps are the rows' own (when the results were written), never the report's
+    stamped = [line for line in report.splitlines() if re.search(r"20\d\d-\d\d-\d\dT", line)]
+    assert stamped == ["- results written: 2026-01-01T00:00:00+00:00 to 2026-01-01T00:00:00+00:00"]
     again = write_report(run_dir, tmp_path / "b")
     assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) == files
     for rel in files:

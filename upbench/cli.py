@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -187,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         executor_options=options,
         dry_run=args.dry_run,
+        command=getattr(args, "command", None),
     )
     if args.dry_run:
         return 0
@@ -318,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m upbench`` and the ``upbench`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    args.command = "python -m upbench " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except UpbenchError as err:  # one line per problem (a suite can have several)

@@ -397,12 +397,15 @@ def run_suite(
     executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
     dry_run: bool = False,
+    command: str | None = None,
 ) -> RunSummary:
     """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``).
 
     ``executor`` (``local``, ``ray``, ``slurm``; default: the suite's ``[executor]`` table, else
     ``local``) and ``executor_options`` (its keys, over the table) choose where cells run; see
     :mod:`upbench.executors`. One runner per folder: a second one raises ``RunLockedError``.
+    ``command`` (the command line that started the run, when there is one) is recorded in
+    ``environment.json`` and shown in the report.
     """
     from upbench.executors import make_executor
     from upbench.executors.ddp import ddp_problems
@@ -419,7 +422,7 @@ def run_suite(
         return _dry_run(suite, run_dir, device, ex)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        return _run_locked(suite, run_dir, device, progress, ex)
+        return _run_locked(suite, run_dir, device, progress, ex, command)
 
 
 def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Cell], dict[str, int]]:
@@ -442,14 +445,16 @@ def _dry_run(suite: Suite, run_dir: Path, device: str, ex: Any) -> RunSummary:
     return RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
 
 
-def _run_locked(suite: Suite, run_dir: Path, device: str, progress: bool, ex: Any) -> RunSummary:
+def _run_locked(
+    suite: Suite, run_dir: Path, device: str, progress: bool, ex: Any, command: str | None = None
+) -> RunSummary:
     from tqdm.auto import tqdm
 
     from upbench.executors import CellTask
     from upbench.suite import PROTOCOL_VERSION
 
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
-    env = {**_environment(device), "executor": ex.name}
+    env = {**_environment(device), "executor": ex.name, **({"command": command} if command else {})}
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
     everything, todo, tried = _todo(suite, run_dir, device)
     results.write_current_cells(run_dir, [c.cell_id for c in everything], PROTOCOL_VERSION)

@@ -11,12 +11,14 @@ the main job never touches tracked files; the committed example is ``reports/qui
     tables/variants.csv        each variant against its operator (:mod:`upbench.reporting.variants`)
     figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
 
-Everything is sorted and formatted deterministically and carries no timestamp, so re-running the
+Everything is sorted and formatted deterministically and carries no timestamp of its own (only the
+rows' write times, in the header), so re-running the
 report on the same results rewrites byte-identical files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from upbench.reporting.variants import variant_analysis, variant_markdown, varia
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
-PROVENANCE = ("git_commit", "upbench_version", "torch_version", "device", "device_name", "threads")
+PROVENANCE = ("git_commit", "upbench_version", "torch_version", "device", "device_name", "hostname", "threads")
 HOW_TO_READ = (
     "How to read a train table: each row is an operator, each value the mean over seeds (± std). In "
     "parentheses, the difference to bilinear with its 95 % interval from a paired bootstrap over the "
@@ -58,7 +60,7 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else run_dir / REPORT_SUBDIR
     (out / "tables").mkdir(parents=True, exist_ok=True)
     data = summarise(run_dir)
-    sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(data["rows"]), ""]
+    sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(run_dir, data["rows"]), ""]
     analysis = RunBootstrap(run_dir) if not data["train"].empty else None
     trends: dict[str, pd.DataFrame] = {}
     if analysis is not None:
@@ -181,13 +183,20 @@ def _mosaic_text(value: float | None) -> str:
     return tables.MISSING if value is None else f"{round(value, 3) + 0.0:.3f}"
 
 
-def _provenance(rows: pd.DataFrame) -> list[str]:
-    lines = []
+def _provenance(run_dir: Path, rows: pd.DataFrame) -> list[str]:
+    """Header lines: the command, code and machine behind the rows, and when they were written."""
+    env_file = run_dir / "environment.json"
+    env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+    lines = [f"- command: `{env['command']}`"] if env.get("command") else []
     for col in PROVENANCE:
         if col in rows:
             values = sorted({str(v) for v in rows[col].dropna()})
             if values:
                 lines.append(f"- {col}: {', '.join(values)}")
+    if env.get("cpu_count"):
+        lines.append(f"- cpu_count: {env['cpu_count']}")
+    if "time" in rows and rows["time"].notna().any():
+        lines.append(f"- results written: {rows['time'].min()} to {rows['time'].max()}")
     return lines
 
 
