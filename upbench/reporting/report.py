@@ -12,8 +12,8 @@ the main job never touches tracked files; the committed example is ``reports/qui
     figures/<name>.png, .svg   accuracy vs GMACs, BF vs ratio, ops costs, qualitative panels
 
 Everything is sorted and formatted deterministically and carries no timestamp of its own (only the
-rows' write times, in the header), so re-running the
-report on the same results rewrites byte-identical files.
+rows' write times, in the header), so re-running the report on the same results rewrites
+byte-identical files.
 """
 
 from __future__ import annotations
