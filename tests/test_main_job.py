@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def test_second_run_finishes_at_once(tiny_run) -> None:
     proc = _upbench("run", "tiny.toml", "--out", "runs/tiny", "--no-progress", "--no-report", cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4 cell(s): 4 already done, 0 run now" in proc.stdout
+    env = json.loads((root / "runs" / "tiny" / "environment.json").read_text())
+    assert env["command"] == "python -m upbench run tiny.toml --out runs/tiny --no-progress"  # the first one
 
 
 def test_report_is_byte_identical_when_rerun(tiny_run) -> None:

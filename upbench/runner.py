@@ -405,7 +405,7 @@ def run_suite(
     ``local``) and ``executor_options`` (its keys, over the table) choose where cells run; see
     :mod:`upbench.executors`. One runner per folder: a second one raises ``RunLockedError``.
     ``command`` (the command line that started the run, when there is one) is recorded in
-    ``environment.json`` and shown in the report.
+    ``environment.json`` and shown in the report; a resumed run keeps the first command.
     """
     from upbench.executors import make_executor
     from upbench.executors.ddp import ddp_problems
@@ -423,6 +423,14 @@ def run_suite(
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         return _run_locked(suite, run_dir, device, progress, ex, command)
+
+
+def _first_command(run_dir: Path) -> str | None:
+    """The command an earlier invocation recorded in ``environment.json``, if any."""
+    try:
+        return json.loads((run_dir / "environment.json").read_text()).get("command")
+    except (OSError, ValueError):
+        return None
 
 
 def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Cell], dict[str, int]]:
@@ -454,7 +462,10 @@ def _run_locked(
     from upbench.suite import PROTOCOL_VERSION
 
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
-    env = {**_environment(device), "executor": ex.name, **({"command": command} if command else {})}
+    env = {**_environment(device), "executor": ex.name}
+    command = _first_command(run_dir) or command  # the command that started the run, kept on resume
+    if command:
+        env["command"] = command
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
     everything, todo, tried = _todo(suite, run_dir, device)
     results.write_current_cells(run_dir, [c.cell_id for c in everything], PROTOCOL_VERSION)
