@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 RESULTS_FILE = "results.jsonl"
+ENVIRONMENT_FILE = "environment.json"
 CELL_METRIC = "cell"
 
 #: Column order of the exports (extra columns follow in sorted order).
@@ -253,6 +254,19 @@ def attempts(run_dir: Path) -> dict[str, int]:
 
 
 CURRENT_FILE = "cells.json"
+
+
+def write_environment(run_dir: Path, env: dict[str, Any]) -> None:
+    """Record where and with what the run ran (``environment.json``)."""
+    (run_dir / ENVIRONMENT_FILE).write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_environment(run_dir: Path) -> dict[str, Any]:
+    """``environment.json`` of ``run_dir``; ``{}`` where it is missing or unreadable."""
+    try:
+        return json.loads((run_dir / ENVIRONMENT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def write_current_cells(run_dir: Path, cell_ids: Iterable[str], protocol_version: int) -> None:

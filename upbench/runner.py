@@ -425,14 +425,6 @@ def run_suite(
         return _run_locked(suite, run_dir, device, progress, ex, command)
 
 
-def _first_command(run_dir: Path) -> str | None:
-    """The command an earlier invocation recorded in ``environment.json``, if any."""
-    try:
-        return json.loads((run_dir / "environment.json").read_text()).get("command")
-    except (OSError, ValueError):
-        return None
-
-
 def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Cell], dict[str, int]]:
     """``(all cells, cells to run, attempts so far)`` after merging rows a killed run left unmerged."""
     everything = suite.all_cells(device=device)
@@ -463,10 +455,10 @@ def _run_locked(
 
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
     env = {**_environment(device), "executor": ex.name}
-    command = _first_command(run_dir) or command  # the command that started the run, kept on resume
+    command = results.read_environment(run_dir).get("command") or command  # the first one, kept on resume
     if command:
         env["command"] = command
-    (run_dir / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+    results.write_environment(run_dir, env)
     everything, todo, tried = _todo(suite, run_dir, device)
     results.write_current_cells(run_dir, [c.cell_id for c in everything], PROTOCOL_VERSION)
     total = sum(c.matches(suite.only) for c in everything)

@@ -18,7 +18,6 @@ byte-identical files.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from upbench.reporting.load import check_run_dir, failures, suite_name, summaris
 from upbench.reporting.published import published_section
 from upbench.reporting.ratio import ratio_markdown, ratio_trend
 from upbench.reporting.variants import variant_analysis, variant_markdown, variant_table
+from upbench.results import read_environment
 
 log = logging.getLogger("upbench.reporting")
 REPORT_SUBDIR = "report"
@@ -185,8 +185,7 @@ def _mosaic_text(value: float | None) -> str:
 
 def _provenance(run_dir: Path, rows: pd.DataFrame) -> list[str]:
     """Header lines: the command, code and machine behind the rows, and when they were written."""
-    env_file = run_dir / "environment.json"
-    env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+    env = read_environment(run_dir)
     lines = [f"- command: `{env['command']}`"] if env.get("command") else []
     for col in PROVENANCE:
         if col in rows:
