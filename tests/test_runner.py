@@ -10,6 +10,7 @@ from tiny_suites import TINY_TRAIN_SUITE
 
 from upbench import results, runner
 from upbench.suite import load_suite
+from upbench.training.train_log import read_train_log
 
 OPS = """
 operators = ["bilinear", "nearest", "deconv"]
@@ -148,6 +149,10 @@ def test_train_cells_end_to_end(tmp_path) -> None:
     assert len(miou) == 4 and miou["value"].between(0, 1).all()
     for cell_id in set(df["cell_id"]):
         assert (out / "cells" / cell_id / "model.pt").is_file()
+        curve = read_train_log(out / "cells" / cell_id / "train_log.csv")  # the learning curve, every step
+        assert curve["iteration"].tolist() == [1, 2] and curve["loss"].gt(0).all() and curve["lr"].gt(0).all()
+        final = df[(df["cell_id"] == cell_id) & (df["metric"] == "final_loss")]["value"].item()
+        assert curve["loss"].iloc[-1] == pytest.approx(final, rel=1e-12)
     change = df[df["metric"] == "operator_weight_change"]
     assert sorted(change["operator"]) == ["resfu", "resfu"] and (change["value"] > 0).all()  # bilinear: no params
     _check_per_image_and_operator_costs(out, df)

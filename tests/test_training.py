@@ -100,6 +100,10 @@ def test_train_reduces_loss_and_reports() -> None:
     assert result.final_loss == result.loss_history[-1][1]
     assert math.isfinite(result.final_loss) and result.wall_time_s > 0
     assert result.loss_history[-1][1] < result.loss_history[0][1]
+    # lr of each logged step: warm-up (iterations 1-2) then poly decay, so it falls after iteration 3
+    assert [t for t, _ in result.lr_history] == [3, 6, 9, 12]
+    lrs = [lr for _, lr in result.lr_history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] <= cfg.lr and lrs[-1] < lrs[0]
 
 
 def test_same_seed_same_result() -> None:
@@ -152,6 +156,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, optimizer: str) -> None:
     assert resumed.resumed_from == 4
     assert resumed.iterations == full.iterations == 5
     assert resumed.loss_history == full.loss_history
+    assert resumed.lr_history == full.lr_history and len(full.lr_history) == 5
     assert _state_equal(resumed_model.state_dict(), full_model.state_dict())
 
     # a finished run resumes to the same result without training

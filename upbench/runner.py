@@ -11,6 +11,7 @@ upsampler) -> training -> metrics and profilers -> rows. Layout of a run directo
     RUN_DIR/.lock               held by the one runner working in this folder
     RUN_DIR/cells/<cell_id>/    config.json, rows.jsonl, model.pt, per_image.parquet (train cells: the
                                 per-image metric counts, see upbench.metrics.per_image), checkpoints/,
+                                train_log.csv (train cells: loss and lr per logged iteration),
                                 error.txt (if it failed)
                                 pretrained.txt (keys loaded, missing, unexpected; with model.pretrained)
 
@@ -179,6 +180,8 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     from upbench.training import TrainConfig, diagnostics, evaluate, train
     from upbench.training.checkpoint import save_atomic
     from upbench.training.distributed import rank_and_world
+    from upbench.training.train_log import FILE_NAME as TRAIN_LOG
+    from upbench.training.train_log import write_train_log
 
     c = cell.config
     main = rank_and_world()[0] == 0  # in a multi-process cell, rank 0 writes files and profiles
@@ -225,6 +228,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         return []
     save_atomic(model.state_dict(), cell_dir / "model.pt")
     _write_per_image(cell_dir, per_image)
+    write_train_log(cell_dir / TRAIN_LOG, result.loss_history, result.lr_history)
 
     rows = [
         _cell_row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores

@@ -41,6 +41,8 @@ class TrainResult:
         wall_time_s: training time in seconds, summed over the sessions of a resumed run.
         loss_history: ``(iteration, loss)`` every ``log_every`` iterations (iteration counts from 1).
         resumed_from: iteration of the checkpoint this call started from (0: fresh start).
+        lr_history: ``(iteration, lr)`` of the first parameter group at the same iterations as
+            ``loss_history`` (the learning rate the step of that iteration used).
     """
 
     final_loss: float
@@ -48,6 +50,7 @@ class TrainResult:
     wall_time_s: float
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     resumed_from: int = 0
+    lr_history: list[tuple[int, float]] = field(default_factory=list)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -144,7 +147,7 @@ def train(
     optimizer = build_optimizer(core, config)
     scheduler = build_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, history, past_time = 0, [], 0.0
+    start, history, lr_history, past_time = 0, [], [], 0.0
     state = load_checkpoint(directory, map_location=device) if directory is not None and resume else None
     if state is not None:
         _check_resumable(state["config"], config)
@@ -155,6 +158,7 @@ def train(
         own = load_rank_rng(directory, rank) if rank > 0 else None
         set_rng_states(own if own is not None else state["rng"])
         start, history, past_time = state["iteration"], list(state["loss_history"]), state["wall_time_s"]
+        lr_history = list(state.get("lr_history", []))  # absent in checkpoints written before it existed
 
     net = model
     if is_distributed() and not isinstance(model, nn.parallel.DistributedDataParallel):
@@ -196,6 +200,7 @@ def train(
                     "rng": rng_states(),
                     "iteration": iteration,
                     "loss_history": history,
+                    "lr_history": lr_history,
                     "wall_time_s": elapsed,
                     "config": config.to_dict(),
                 },
@@ -214,6 +219,7 @@ def train(
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            step_lr = float(optimizer.param_groups[0]["lr"])
             loss = _accumulate_gradients(net, images, labels, config, scaler, ignore_index, use_amp)
             if config.grad_clip > 0:
                 scaler.unscale_(optimizer)
@@ -228,6 +234,7 @@ def train(
                 raise FloatingPointError(f"training diverged: loss is {loss_value} at iteration {t}")
             if t % config.log_every == 0 or t == config.iters:
                 history.append((t, loss_value))
+                lr_history.append((t, step_lr))
             bar.set_postfix(
                 loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False
             )
@@ -238,5 +245,10 @@ def train(
     if t > start or state is None:
         checkpoint(t, elapsed)
     return TrainResult(
-        final_loss=loss_value, iterations=t, wall_time_s=elapsed, loss_history=history, resumed_from=start
+        final_loss=loss_value,
+        iterations=t,
+        wall_time_s=elapsed,
+        loss_history=history,
+        resumed_from=start,
+        lr_history=lr_history,
     )
