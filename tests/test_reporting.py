@@ -191,14 +191,15 @@ def test_qualitative_panel_and_mosaic_table(tmp_path: Path, monkeypatch: pytest.
 
 def test_qualitative_with_the_real_architectures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
-    runner = pytest.importorskip("upbench.runner")
+    from upbench.cell import build_cell_model
+
     run_dir = tmp_path / "run"
     write_synthetic_run(run_dir, ops=False)
     for cell in sorted((run_dir / "cells").iterdir()):
         config = json.loads((cell / "config.json").read_text())
         if (config["architecture"], config["scale"], config["seed"]) == ("plain", 4, 0):
             torch.manual_seed(0)
-            torch.save(runner.build_cell_model(config, 3).state_dict(), cell / "model.pt")
+            torch.save(build_cell_model(config, 3).state_dict(), cell / "model.pt")
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(2), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
     assert (out / "figures/qualitative-plain-direct-x4-tiny-synthetic.png").is_file()

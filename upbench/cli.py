@@ -145,7 +145,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _print_costs(cells: list, args: argparse.Namespace) -> None:
     """Estimated training compute per cell and in total (see :mod:`upbench.cost`)."""
     from upbench.cost import estimate, summary
-    from upbench.runner import resolve_device
+    from upbench.driver import resolve_device
 
     device = resolve_device(args.device) if args.probe else "cpu"
     costs = estimate(cells, probe=args.probe, device=device)
@@ -164,7 +164,7 @@ def _print_costs(cells: list, args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite (resuming an interrupted run in the same output folder)."""
-    from upbench.runner import resolve_device, run_suite
+    from upbench.driver import resolve_device, run_suite
     from upbench.suite import load_suite
 
     device = resolve_device(args.device)

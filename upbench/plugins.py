@@ -1,0 +1,60 @@
+"""How every registry of upbench finds its entries: built-ins by module, third parties by entry point.
+
+One pattern for operators, datasets, metrics and executors: a class or function registers itself
+with a decorator in its own module; the registry imports every public module of its built-in
+package (:func:`import_modules`; names starting with ``_`` are private helpers and skipped) and
+then every entry point of its group (:func:`load_entry_points`) on the first lookup. So adding one
+is one new file, or one entry point in a third-party package's ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from importlib import metadata
+
+
+def import_modules(package: str) -> list[str]:
+    """Import every public module of ``package`` (sorted by name); return their names."""
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
+def load_entry_points(
+    group: str, what: str, context: Callable[[str], AbstractContextManager[object]] | None = None
+) -> list[str]:
+    """Import every entry point of ``group`` (``what`` names the kind of plugin in messages); return
+    the names that loaded. One that fails to import is skipped with a warning naming it and the
+    exception; the others stay available. ``context(name)`` wraps each import (e.g. to record the
+    plugin as the origin of what it registers)."""
+    loaded = []
+    for ep in metadata.entry_points(group=group):
+        try:
+            with context(ep.name) if context else contextlib.nullcontext():
+                ep.load()
+        except Exception as exc:  # a broken plugin must not break upbench
+            warnings.warn(
+                f"upbench: {what} plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
+            loaded.append(ep.name)
+    return loaded
+
+
+def unknown_name(what: str, name: object, known: list[str]) -> str:
+    """The one-line message for an unknown ``what`` ``name``, with a suggestion and the choices."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown {what} '{name}'.{hint} Available: {', '.join(sorted(known))}"
