@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="device of --probe: cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_plan)
 
+    from upbench.executors import executor_names
+
     p = sub.add_parser("run", help="run a suite; re-running resumes", description=cmd_run.__doc__)
     suite_args(p)
     p.add_argument("--out", default=None, help="results directory (default: runs/<suite>)")
@@ -288,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the run")
     g = p.add_argument_group("executors (default: the suite's [executor] table, else local)")
-    g.add_argument("--executor", choices=["local", "ray", "slurm"], default=None, help="where the cells run")
+    g.add_argument("--executor", choices=executor_names(), default=None, help="where the cells run")
     g.add_argument("--workers", type=_non_negative, default=None, help="ray: cells at once (0: no cap)")
     g.add_argument("--ray-address", default=None, help="ray: join this cluster (e.g. auto); default: a local Ray")
     g.add_argument(
