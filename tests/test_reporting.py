@@ -13,7 +13,7 @@ from synthetic_run import LABELS, FakeSegModel, fake_val_set, write_synthetic_ru
 
 from upbench.errors import UpbenchError
 from upbench.reporting import qualitative, summarise, write_report
-from upbench.reporting.tables import TRAIN_COLUMNS, build_table, to_latex, to_markdown, train_tables
+from upbench.reporting.tables import build_table, to_latex, to_markdown, train_columns, train_tables
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_single_seed_has_no_std_and_no_reference_means_no_delta() -> None:
             "n": [1, 1],
         }
     )
-    text = to_markdown(build_table(summary, TRAIN_COLUMNS, "t", "t"))
+    text = to_markdown(build_table(summary, train_columns(), "t", "t"))
     assert "| carafe | 1 | **50.00** |" in text
     assert "| dysample | 1 | 25.00 |" in text
     assert "±" not in text.split("\n\n")[1] and "no bilinear row" in text

@@ -21,6 +21,7 @@ def run_train_cell(config: dict[str, Any], cell_dir: Path, device: str, progress
     """The rows of a train cell: every metric, training diagnostics and (``profile.enabled``) cost;
     ``[]`` on ranks other than 0 of a multi-process cell."""
     from upbench.data import build_dataset, dataset_info
+    from upbench.metrics import metric_rows
     from upbench.training import TrainConfig, diagnostics, evaluate, train
     from upbench.training.checkpoint import save_atomic
     from upbench.training.distributed import rank_and_world
@@ -74,10 +75,7 @@ def run_train_cell(config: dict[str, Any], cell_dir: Path, device: str, progress
     _write_per_image(cell_dir, per_image)
     write_train_log(cell_dir / TRAIN_LOG, result.loss_history, result.lr_history)
 
-    rows = [row(m, scores[m], "fraction") for m in ("mIoU", "aAcc", "mAcc", "BF", "BIoU", "BIoU_3px") if m in scores]
-    rows.append(row("BF_tolerance_px", scores.get("BF_tolerance_px"), "px"))
-    for k, v in enumerate(scores.get("IoU", [])):
-        rows.append(row(f"IoU_class_{k}", v, "fraction"))
+    rows = metric_rows(scores, info.num_classes, **c.get("metrics", {}))
     rows.append(row("train_time", result.wall_time_s, "s"))  # the trainer's, summed over resumed sessions
     final_loss = getattr(result, "final_loss", None)
     if final_loss is not None:

@@ -23,7 +23,14 @@ draws from a per-sample ``torch.Generator`` (see :mod:`upbench.data.base`). The 
 """
 
 from upbench.data.base import SegmentationDataset
-from upbench.data.registry import DatasetInfo, build_dataset, dataset_info, list_datasets, register_dataset
+from upbench.data.registry import (
+    DatasetInfo,
+    build_dataset,
+    dataset_info,
+    list_datasets,
+    register_dataset,
+    unregister_dataset,
+)
 from upbench.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -54,4 +61,5 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "register_dataset",
+    "unregister_dataset",
 ]

@@ -1,15 +1,15 @@
 """The dataset registry: :class:`DatasetInfo`, registration, lookup and :func:`build_dataset`.
 
 Each dataset module registers one builder, a function ``builder(split, root, **options)`` whose
-options are keyword-only parameters with defaults. :func:`build_dataset` checks the name, the
+options are keyword-only parameters with defaults. Built-in datasets are the public modules of
+``upbench.data`` that register one; third-party packages add modules through the entry-point
+group ``upbench.datasets`` (:mod:`upbench.plugins`). :func:`build_dataset` checks the name, the
 split and the option names before it calls the builder, so a typo gives one clear
 :class:`~upbench.errors.ConfigError` instead of a ``TypeError`` deep in the stack.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +19,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from upbench.errors import ConfigError
+from upbench.plugins import import_modules, load_entry_points, unknown_name
 
-_BUILTIN_MODULES = ("synthetic", "ade20k", "cityscapes", "voc")
+ENTRY_POINT_GROUP = "upbench.datasets"
 
 Builder = Callable[..., Dataset]
 
@@ -87,20 +88,23 @@ def register_dataset(
     return decorate
 
 
+def unregister_dataset(name: str) -> None:
+    """Remove ``name`` (for tests and interactive sessions)."""
+    _datasets.pop(name, None)
+
+
 def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(f"upbench.data.{module}")
+        import_modules("upbench.data")
+        load_entry_points(ENTRY_POINT_GROUP, "dataset")
 
 
 def _lookup(name: str) -> tuple[DatasetInfo, Builder]:
     _load_builtins()
     if name not in _datasets:
-        close = difflib.get_close_matches(str(name), _datasets, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown dataset '{name}'.{hint} Available: {', '.join(sorted(_datasets))}")
+        raise ConfigError(unknown_name("dataset", name, list(_datasets)))
     return _datasets[name]
 
 

@@ -121,7 +121,7 @@ def _with_intervals(train: pd.DataFrame, analysis: RunBootstrap) -> pd.DataFrame
     low, high = [], []
     for r in train.itertuples():
         d = None
-        if r.metric in tables.ACCURACY_METRICS and isinstance(getattr(r, "setting_id", None), str):
+        if r.metric in tables.accuracy_metrics() and isinstance(getattr(r, "setting_id", None), str):
             d = analysis.difference(r.setting_id, r.label, None, r.metric)
         low.append(d.ci_low if d is not None and d.n_paired else float("nan"))
         high.append(d.ci_high if d is not None and d.n_paired else float("nan"))

@@ -24,10 +24,11 @@ from typing import Any
 
 import pandas as pd
 
+from upbench.metrics import headline_metrics, headline_scores
+
 REFERENCE = "bilinear"
 CONTROL = "guided_bilinear"
 MISSING = "—"
-ACCURACY_METRICS = ("mIoU", "BF", "BIoU")
 SPREAD_METRICS = ("latency_forward", "peak_memory")
 
 
@@ -43,16 +44,27 @@ class Column:
     optional: bool = False
 
 
-TRAIN_COLUMNS = (
-    Column("mIoU", "mIoU (%)", 100.0, 2, True),
-    Column("BF", "BF (%)", 100.0, 2, True),
-    Column("BIoU", "BIoU (%)", 100.0, 2, True),
+#: Cost columns of train tables, after the accuracy columns of :func:`train_columns`.
+COST_COLUMNS = (
     Column("params", "params (M)", 1e-6, 3, False),
     Column("operator_params", "op. params (K)", 1e-3, 1, False, optional=True),
     Column("gmacs", "GMACs", 1.0, 3, False),
     Column("latency_forward", "latency (ms)", 1.0, 2, False),
     Column("peak_memory", "peak mem. (MiB)", 1.0, 1, False),
 )
+
+
+def accuracy_metrics() -> tuple[str, ...]:
+    """The accuracy columns: the registered headline metrics (``mIoU``, ``BF``, ``BIoU``, ...)."""
+    return headline_metrics()
+
+
+def train_columns() -> tuple[Column, ...]:
+    """The columns of a train table: each headline metric in %, then the costs."""
+    accuracy = tuple(Column(s.key, f"{s.key} (%)", 100.0, 2, s.higher_is_better) for s in headline_scores())
+    return accuracy + COST_COLUMNS
+
+
 OPS_COLUMNS = (
     Column("params", "params (K)", 1e-3, 1, False),
     Column("gmacs", "MMACs", 1e3, 2, False),
@@ -121,7 +133,7 @@ def build_table(
     best: dict[str, set[str]] = {}
     for col in columns:
         measured = [lab for lab in labels if (lab, col.metric) in stats]
-        if intervals and col.metric in ACCURACY_METRICS:
+        if intervals and col.metric in accuracy_metrics():
             best[col.metric] = analysis.tie_group(setting_id, col.metric) & set(measured)
         elif col.metric in SPREAD_METRICS and measured and all((lab, col.metric) in quartiles for lab in measured):
             top = min(measured, key=lambda lab: stats[(lab, col.metric)][0])
@@ -147,7 +159,7 @@ def build_table(
             delta = mean - ref[0] * col.factor if ref is not None else None
             is_best = len(labels) > 1 and lab in best.get(col.metric, set())
             extra: dict[str, Any] = {}
-            if intervals and col.metric in ACCURACY_METRICS:
+            if intervals and col.metric in accuracy_metrics():
                 extra = _accuracy_extra(analysis, setting_id, lab, col, ref is not None, lab in guided, labels)
                 if "delta" in extra:
                     delta = extra.pop("delta")
@@ -322,7 +334,7 @@ def train_tables(train: pd.DataFrame, analysis: Any = None) -> list[Table]:
         if len(siblings) > 1:  # settings that differ beyond the title: name the difference
             title += " [" + ", ".join(_differences(analysis, siblings, sid)) + "]"
             stem += f"-{sid}"
-        table = build_table(group, TRAIN_COLUMNS, title, stem, analysis=analysis, setting_id=sid)
+        table = build_table(group, train_columns(), title, stem, analysis=analysis, setting_id=sid)
         tables.append(_with_notes(table, group, analysis, sid))
     return tables
 
@@ -386,7 +398,7 @@ def _unseparated_notes(analysis: Any, sid: str, labels: list[str], guided: list[
     notes = []
     for ref, who in ((REFERENCE, labels), (CONTROL, guided)):
         parts = []
-        for metric in ACCURACY_METRICS:
+        for metric in accuracy_metrics():
             same = []
             for label in who:
                 if label == ref:
