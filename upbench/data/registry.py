@@ -19,7 +19,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from upbench.errors import ConfigError
-from upbench.plugins import import_modules, load_entry_points, unknown_name
+from upbench.plugins import Registry
 
 ENTRY_POINT_GROUP = "upbench.datasets"
 
@@ -45,8 +45,7 @@ class DatasetInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_datasets: dict[str, tuple[DatasetInfo, Builder]] = {}
-_loaded = False
+_datasets: Registry[tuple[DatasetInfo, Builder]] = Registry("dataset", "upbench.data", ENTRY_POINT_GROUP, ConfigError)
 
 
 def _options_of(builder: Builder) -> dict[str, Any]:
@@ -70,8 +69,6 @@ def register_dataset(
         raise ValueError(f"dataset '{name}': {len(class_names)} class names for {num_classes} classes")
 
     def decorate(builder: Builder) -> Builder:
-        if name in _datasets:
-            raise ValueError(f"dataset '{name}' is already registered by {_datasets[name][1].__module__}")
         info = DatasetInfo(
             name,
             num_classes,
@@ -82,7 +79,7 @@ def register_dataset(
             needs_root,
             _options_of(builder),
         )
-        _datasets[name] = (info, builder)
+        _datasets.add(name, (info, builder), builder.__module__)
         return builder
 
     return decorate
@@ -90,33 +87,17 @@ def register_dataset(
 
 def unregister_dataset(name: str) -> None:
     """Remove ``name`` (for tests and interactive sessions)."""
-    _datasets.pop(name, None)
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_modules("upbench.data")
-        load_entry_points(ENTRY_POINT_GROUP, "dataset")
-
-
-def _lookup(name: str) -> tuple[DatasetInfo, Builder]:
-    _load_builtins()
-    if name not in _datasets:
-        raise ConfigError(unknown_name("dataset", name, list(_datasets)))
-    return _datasets[name]
+    _datasets.remove(name)
 
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
-    _load_builtins()
-    return sorted(_datasets)
+    return _datasets.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name`` (:class:`ConfigError` if unknown)."""
-    return _lookup(name)[0]
+    return _datasets.get(name)[0]
 
 
 def build_dataset(name: str, *, split: str, root: str | Path | None = None, **options: Any) -> Dataset:
@@ -128,7 +109,7 @@ def build_dataset(name: str, *, split: str, root: str | Path | None = None, **op
     its parent); ``options`` are the dataset's keyword options (see ``dataset_info(name).options``
     and the builder's docstring).
     """
-    info, builder = _lookup(name)
+    info, builder = _datasets.get(name)
     if split not in info.splits:
         raise ConfigError(f"dataset '{name}' has no split '{split}'; splits: {', '.join(info.splits)}")
     unknown = sorted(set(options) - set(info.options))

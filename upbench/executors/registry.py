@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from upbench.errors import ConfigError
-from upbench.plugins import import_modules, load_entry_points, unknown_name
+from upbench.plugins import Registry
 
 ENTRY_POINT_GROUP = "upbench.executors"
 
-_executors: dict[str, type] = {}
-_loaded = False
+_executors: Registry[type] = Registry("executor", "upbench.executors", ENTRY_POINT_GROUP, ConfigError)
 
 E = TypeVar("E", bound=type)
 
@@ -29,13 +28,10 @@ def register_executor(name: str) -> Callable[[E], E]:
     """Class decorator that registers an executor under ``name`` (also set as its ``name``)."""
 
     def decorate(cls: E) -> E:
-        if name in _executors and _executors[name] is not cls:
-            other = _executors[name].__module__
-            raise ValueError(f"executor '{name}' from {cls.__module__} is already registered by {other}")
         if not callable(getattr(cls, "from_settings", None)) or not callable(getattr(cls, "run", None)):
             raise TypeError(f"executor '{name}' ({cls.__qualname__}) needs run(tasks, on_done) and from_settings()")
+        _executors.add(name, cls, cls.__module__)
         cls.name = name
-        _executors[name] = cls
         return cls
 
     return decorate
@@ -43,31 +39,19 @@ def register_executor(name: str) -> Callable[[E], E]:
 
 def unregister_executor(name: str) -> None:
     """Remove ``name`` (for tests and interactive sessions)."""
-    _executors.pop(name, None)
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_modules("upbench.executors")
-        load_entry_points(ENTRY_POINT_GROUP, "executor")
+    _executors.remove(name)
 
 
 def executor_names() -> list[str]:
     """Names of the registered executors, sorted."""
-    _load()
-    return sorted(_executors)
+    return _executors.names()
 
 
 def make_executor(name: str, settings: dict[str, Any], *, dry_run: bool = False) -> Any:
     """The executor ``name`` configured by ``settings`` (the suite's ``[executor]`` table with the
     command-line flags applied over it; see :class:`upbench.suite.ExecutorSpec`)."""
-    _load()
-    if name not in _executors:
-        raise ConfigError(f"--executor: {unknown_name('executor', name, list(_executors))}")
-    cls = _executors[name]
+    cls = _executors.get(name)
     if dry_run and not callable(getattr(cls, "describe", None)):
-        printing = ", ".join(n for n, c in sorted(_executors.items()) if callable(getattr(c, "describe", None)))
+        printing = ", ".join(c.name for c in _executors.entries() if callable(getattr(c, "describe", None)))
         raise ConfigError(f"--dry-run is for --executor {printing} (it prints the jobs that would be submitted)")
     return cls.from_settings(settings, dry_run=dry_run)

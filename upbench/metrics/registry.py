@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from upbench.errors import UpbenchError
 from upbench.metrics.base import Metric, Score
 from upbench.metrics.options import MetricOptions
-from upbench.plugins import import_modules, load_entry_points, unknown_name
+from upbench.plugins import Registry
 
 ENTRY_POINT_GROUP = "upbench.metrics"
 
-_metrics: dict[str, type[Metric]] = {}
-_loaded = False
+_metrics: Registry[type[Metric]] = Registry("metric", "upbench.metrics", ENTRY_POINT_GROUP)
 
 M = TypeVar("M", bound=type[Metric])
 
@@ -31,12 +29,9 @@ def register_metric(name: str) -> Callable[[M], M]:
     def decorate(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, Metric)):
             raise TypeError(f"@register_metric('{name}') must decorate an upbench.metrics.Metric subclass")
-        if name in _metrics and _metrics[name] is not cls:
-            other = _metrics[name].__module__
-            raise ValueError(f"metric '{name}' from {cls.__module__} is already registered by {other}")
         cls.name = name
         probe = cls(1)
-        for other in _metrics.values():
+        for other in _metrics.entries():
             if other is cls:
                 continue
             taken = other(1)
@@ -44,7 +39,7 @@ def register_metric(name: str) -> Callable[[M], M]:
             clash |= {s.key for s in probe.scores} & {s.key for s in taken.scores}
             if clash:
                 raise ValueError(f"metric '{name}' reuses names of metric '{other.name}': {', '.join(sorted(clash))}")
-        _metrics[name] = cls
+        _metrics.add(name, cls, cls.__module__)
         return cls
 
     return decorate
@@ -52,29 +47,17 @@ def register_metric(name: str) -> Callable[[M], M]:
 
 def unregister_metric(name: str) -> None:
     """Remove ``name`` (for tests and interactive sessions)."""
-    _metrics.pop(name, None)
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_modules("upbench.metrics")
-        load_entry_points(ENTRY_POINT_GROUP, "metric")
+    _metrics.remove(name)
 
 
 def metric_classes() -> list[type[Metric]]:
     """The registered metrics in report order (``order``, then name)."""
-    _load()
-    return sorted(_metrics.values(), key=lambda cls: (cls.order, cls.name))
+    return sorted(_metrics.entries(), key=lambda cls: (cls.order, cls.name))
 
 
 def get_metric(name: str) -> type[Metric]:
     """The metric registered under ``name``."""
-    _load()
-    if name not in _metrics:
-        raise UpbenchError(unknown_name("metric", name, list(_metrics)))
-    return _metrics[name]
+    return _metrics.get(name)
 
 
 def create_metrics(num_classes: int, options: MetricOptions | None = None) -> list[Metric]:
