@@ -121,7 +121,7 @@ def run_suite(
 
     ``executor`` (``local``, ``ray``, ``slurm``; default: the suite's ``[executor]`` table, else
     ``local``) and ``executor_options`` (its keys, over the table) choose where cells run; see
-    :mod:`upbench.executors`. One runner per folder: a second one raises ``RunLockedError``.
+    :mod:`upbench.executors`. One driver per folder: a second one raises ``RunLockedError``.
     ``command`` (the command line that started the run, when there is one) is recorded in
     ``environment.json`` and shown in the report; a resumed run keeps the first command.
     """

@@ -1,7 +1,7 @@
 """Profile one registered operator at one size: the measurement rows of an ``ops`` cell.
 
 Rows follow the results schema of docs/architecture.md (``metric``, ``value``, ``unit``,
-``statistic``, ``status``, ``error``); the runner adds the identity and provenance columns.
+``statistic``, ``status``, ``error``); whoever records the cell adds the identity and provenance columns.
 
 ===============================  =======  ===========================================  =====
 metric                           unit     statistic                                    mode
