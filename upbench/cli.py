@@ -236,6 +236,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m upbench``."""
+    from upbench.executors import executor_names  # the --executor choices: every registered executor
+
     parser = _Parser(prog="upbench", description="Benchmark and analysis suite for feature upsamplers.")
     parser.add_argument("--version", action="version", version=f"upbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -280,8 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="device of --probe: cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_plan)
-
-    from upbench.executors import executor_names
 
     p = sub.add_parser("run", help="run a suite; re-running resumes", description=cmd_run.__doc__)
     suite_args(p)
