@@ -187,9 +187,11 @@ def test_colourcoded_is_solved_by_its_colours_and_contextual_is_not() -> None:
     """The shortcut the audit exists to catch, measured on both generators at reduced size."""
     settings = AuditSettings(count=8, train_count=16, ratios=(16,), local=LocalSchedule(iters=1))
     small = {"size": 64}
-    old = audit_dataset("colourcoded", train_options={**small, "count": 16}, val_options={**small, "count": 8},
-                        settings=settings)
-    new = audit_dataset("contextual", train_options={**small, "count": 16}, val_options={**small, "count": 8},
-                        settings=settings)
+    old = audit_dataset(
+        "colourcoded", train_options={**small, "count": 16}, val_options={**small, "count": 8}, settings=settings
+    )
+    new = audit_dataset(
+        "contextual", train_options={**small, "count": 16}, val_options={**small, "count": 8}, settings=settings
+    )
     assert old.value("pixel_colour") > 0.9
     assert new.value("pixel_colour") < 0.2

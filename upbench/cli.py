@@ -358,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("audit", help="can this dataset rank upsamplers? ceilings and oracles", description=cmd_audit.__doc__)
-    p.add_argument("dataset", help="a registered dataset (python -m upbench audit --list shows them)")
+    p = sub.add_parser("audit", help="can this dataset rank upsamplers? its ceilings", description=cmd_audit.__doc__)
+    p.add_argument("dataset", help="a registered dataset: contextual, colourcoded, ade20k, cityscapes, voc, ...")
     p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
     p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default 128)")
     p.add_argument("--count", type=_positive, default=None, help="val images audited (default 64)")

@@ -107,7 +107,13 @@ class Audit:
 def audit_key(name: str, train_options: dict, val_options: dict, settings: AuditSettings) -> str:
     """Hash of what decides the figures: dataset, its resolved options, the settings, the version."""
     blob = json.dumps(
-        {"dataset": name, "train": train_options, "val": val_options, "settings": settings.to_dict(), "v": AUDIT_VERSION},
+        {
+            "dataset": name,
+            "train": train_options,
+            "val": val_options,
+            "settings": settings.to_dict(),
+            "v": AUDIT_VERSION,
+        },
         sort_keys=True,
         default=str,
     )
@@ -128,7 +134,13 @@ def _class_rows(check: str, ratio: int | None, scores: dict, names: tuple[str, .
 
 
 def _row(check: str, ratio: int | None, cls: str | None, metric: str, value: Any) -> dict[str, Any]:
-    return {"check": check, "ratio": ratio, "class": cls, "metric": metric, "value": None if value is None else float(value)}
+    return {
+        "check": check,
+        "ratio": ratio,
+        "class": cls,
+        "metric": metric,
+        "value": None if value is None else float(value),
+    }
 
 
 def audit_dataset(
@@ -170,7 +182,9 @@ def audit_dataset(
     report("colour rule", 1, 1)
 
     for r in settings.ratios:
-        rows += _class_rows("lr_nearest", r, miou([nearest_ceiling(lab, k, r, ignore) for lab in labels], labels, k, ignore), names)
+        rows += _class_rows(
+            "lr_nearest", r, miou([nearest_ceiling(lab, k, r, ignore) for lab in labels], labels, k, ignore), names
+        )
         oracle = []
         for i, (image, label) in enumerate(val):
             oracle.append(guided_oracle(label, image, k, r, ignore, settings.sigma_range))
@@ -180,7 +194,12 @@ def audit_dataset(
 
     schedule = settings.local
     net, summary = train_local(
-        train, k, ignore, schedule, seed=settings.seed, step_callback=lambda t, _: report("local net", t, schedule.iters)
+        train,
+        k,
+        ignore,
+        schedule,
+        seed=settings.seed,
+        step_callback=lambda t, _: report("local net", t, schedule.iters),
     )
     check = f"local_{schedule.rf}px"
     rows += _class_rows(check, None, miou([predict_local(net, i) for i in images], labels, k, ignore), names)

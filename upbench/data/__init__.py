@@ -7,8 +7,9 @@ float tensor ``[3, H, W]`` normalised with the ImageNet mean and std (on the [0,
 
 Built-in datasets: ``contextual`` (generated, no files: the default; its classes need context,
 its colours are random per instance), ``colourcoded`` (the first generator, one colour per class:
-kept as the demonstration of a shortcut, never to rank operators), ``ade20k``, ``cityscapes``, ``voc`` (local files in their standard layouts; ``root`` or
-``$UPBENCH_DATA`` or ``./data``). Splits ``train`` and ``val``:
+kept as the demonstration of a shortcut, never to rank operators), ``ade20k``, ``cityscapes``,
+``voc`` (local files in their standard layouts; ``root`` or ``$UPBENCH_DATA`` or ``./data``).
+Splits ``train`` and ``val`` (``contextual`` also ``pretrain``, the shipped encoders' own):
 
 * ``train`` of a real dataset (``augment`` on by default): random resize 0.5 to 2.0 of the base
   scale, random crop ``crop_size`` (``cat_max_ratio`` 0.75), horizontal flip, photometric

@@ -302,7 +302,9 @@ def _thing_shape(d: _Draw, cls: int, cy: float, cx: float) -> _Shape:
         return _polygon(out)
     a = radius * d.uniform(0.7, 0.9)
     b = a * d.uniform(0.5, 1.0)
-    return _Shape("ellipse", {"cy": cy, "cx": cx, "a": a, "b": b, "angle": rot}, (cy - a - 1, cx - a - 1, cy + a + 1, cx + a + 1))
+    return _Shape(
+        "ellipse", {"cy": cy, "cx": cx, "a": a, "b": b, "angle": rot}, (cy - a - 1, cx - a - 1, cy + a + 1, cx + a + 1)
+    )
 
 
 def _stroke(d: _Draw, length: float, half: float, arc: bool) -> _Shape:
@@ -458,7 +460,9 @@ def _specks(d: _Draw, scene: _Scene) -> None:
         else:
             continue
         m = radius + 1
-        shape = _Shape("ellipse", {"cy": cy, "cx": cx, "a": radius, "b": radius, "angle": 0.0}, (cy - m, cx - m, cy + m, cx + m))
+        shape = _Shape(
+            "ellipse", {"cy": cy, "cx": cx, "a": radius, "b": radius, "angle": 0.0}, (cy - m, cx - m, cy + m, cx + m)
+        )
         window, mask = shape.mask(scene.grid)
         if not bool(mask.any()):
             continue
