@@ -230,7 +230,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UpbenchError(f"'{run_dir}' is not a run directory: expected the file {run_dir / 'results.jsonl'}")
     from upbench.reporting import write_report
 
-    print(f"report: {write_report(run_dir, out_dir=args.out)}")
+    print(f"report: {write_report(run_dir, out_dir=args.out, compute_audit=args.audit)}")
     return 0
 
 
@@ -248,7 +248,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     command that makes the weights shipped in upbench/weights/."""
     from upbench.pretraining import PretrainConfig, pretrain, save_weights
 
-    chosen = {"size": args.size, "pool": args.pool, "iters": args.iters, "batch": args.batch, "lr": args.lr}
+    chosen = {
+        "size": args.size,
+        "pool": args.pool,
+        "iters": args.iters,
+        "batch": args.batch,
+        "lr": args.lr,
+        "balance": args.balance,
+    }
     config = PretrainConfig(
         architecture=args.architecture,
         preset=args.preset,
@@ -356,10 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables and figures from a run directory", description=cmd_report.__doc__)
     p.add_argument("run_dir", help="a run directory holding results.jsonl")
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
+    p.add_argument(
+        "--audit", action="store_true", help="compute the audit of the run's dataset if it is not cached (minutes)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("audit", help="can this dataset rank upsamplers? its ceilings", description=cmd_audit.__doc__)
-    p.add_argument("dataset", help="a registered dataset: contextual, colourcoded, ade20k, cityscapes, voc, ...")
+    p.add_argument(
+        "dataset", nargs="+", help="registered dataset(s): contextual, colourcoded, ade20k, ...; several side by side"
+    )
     p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
     p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default 128)")
     p.add_argument("--count", type=_positive, default=None, help="val images audited (default 64)")
@@ -378,10 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", help="encoder preset (default tiny)")
     p.add_argument("--dataset", default="contextual", help="generated dataset with a 'pretrain' split")
     p.add_argument("--size", type=_positive, default=None, help="image side (default 128)")
-    p.add_argument("--pool", type=_positive, default=None, help="distinct pretrain images (default 4096)")
-    p.add_argument("--iters", type=_positive, default=None, help="optimizer steps (default 6000)")
+    p.add_argument("--pool", type=_positive, default=None, help="distinct pretrain images (default 6144)")
+    p.add_argument("--iters", type=_positive, default=None, help="optimizer steps (default 12000)")
     p.add_argument("--batch", type=_positive, default=None, help="images per step (default 16)")
     p.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (default 1e-3)")
+    p.add_argument("--balance", type=float, default=None, help="class weight exponent, 0 to 1 (default 0.5)")
     p.add_argument("--name", default=None, help="file name (default: <dataset>_<encoder>_<preset>)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default runs/pretrain)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

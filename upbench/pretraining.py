@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,7 @@ from upbench.architectures.mit import MiT
 from upbench.architectures.presets import MIT_PRESETS, VIT_PRESETS, lookup
 from upbench.architectures.vit import ViT
 from upbench.errors import ConfigError
-from upbench.validation import PositiveFloat, PositiveInt, check_fields, raise_if
+from upbench.validation import Bounds, PositiveFloat, PositiveInt, check_fields, raise_if
 
 
 @dataclass(frozen=True)
@@ -57,19 +57,23 @@ class PretrainConfig:
         warmup: warm-up steps.
         weight_decay: AdamW weight decay.
         seed: initialisation, sampling and augmentation seed.
+        balance: weight each class's term of the loss by ``share ** -balance`` (its pixel share in
+            the first 256 pool images), normalised to mean 1: 0 = plain soft cross-entropy; 0.5
+            lifts the small classes (things, wires, specks) that would otherwise barely move it.
     """
 
     architecture: Literal["plain", "hierarchical"] = "plain"
     preset: str = "tiny"
     dataset: str = "contextual"
     size: PositiveInt = 128
-    pool: PositiveInt = 4096
-    iters: PositiveInt = 6000
+    pool: PositiveInt = 6144
+    iters: PositiveInt = 12000
     batch: PositiveInt = 16
     lr: PositiveFloat = 1e-3
     warmup: PositiveInt = 300
     weight_decay: float = 0.05
     seed: int = 0
+    balance: Annotated[float, Bounds(ge=0, le=1)] = 0.5
 
     def __post_init__(self) -> None:
         raise_if(check_fields(self, "pretrain"), ConfigError)
@@ -111,29 +115,56 @@ def share_targets(labels: Tensor, num_classes: int, stride: int, ignore_index: i
     return sums / sums.sum(1, keepdim=True).clamp_min(1)
 
 
-def share_loss(logits: list[Tensor], labels: Tensor, strides: list[int], ignore_index: int) -> Tensor:
-    """Mean over the strides of the soft cross-entropy between cell shares and predicted shares."""
+def share_loss(
+    logits: list[Tensor], labels: Tensor, strides: list[int], ignore_index: int, weights: Tensor | None = None
+) -> Tensor:
+    """Mean over the strides of the soft cross-entropy between cell shares and predicted shares
+    (each class's term weighted by ``weights``, then divided by the mean weight of the targets)."""
     total = logits[0].new_zeros(())
     for z, s in zip(logits, strides):
         target = share_targets(labels, z.shape[1], s, ignore_index)
-        total = total - (target * F.log_softmax(z, 1)).sum(1).mean()
+        if weights is not None:
+            w = weights.view(1, -1, 1, 1)
+            total = total - (w * target * F.log_softmax(z, 1)).sum(1).mean() / (w * target).sum(1).mean()
+        else:
+            total = total - (target * F.log_softmax(z, 1)).sum(1).mean()
     return total / len(logits)
 
 
-def _pool(config: PretrainConfig) -> tuple[Tensor, Tensor, int, int]:
-    """The ``pretrain`` images (uint8) and labels, normalised as the datasets do on the fly."""
-    from upbench.data import build_dataset, dataset_info
+def class_weights(pool: _Pool, config: PretrainConfig) -> Tensor | None:
+    """``share ** -balance`` per class from the first 256 pool images, normalised to mean 1."""
+    if config.balance == 0:
+        return None
+    _, labels = pool.batch(list(range(min(256, config.pool))))
+    counts = torch.bincount(labels.long().flatten(), minlength=256)[: pool.num_classes].double()
+    share = (counts / counts.sum()).clamp_min(1e-4)
+    w = share ** (-config.balance)
+    return (w / w.mean()).float()
 
-    info = dataset_info(config.dataset)
-    if "pretrain" not in info.splits:
-        raise ConfigError(f"dataset '{config.dataset}' has no 'pretrain' split to pretrain on")
-    data = build_dataset(config.dataset, split="pretrain", size=config.size, count=config.pool)
-    images = torch.empty(config.pool, 3, config.size, config.size, dtype=torch.uint8)
-    labels = torch.empty(config.pool, config.size, config.size, dtype=torch.uint8)
-    for i in range(config.pool):
-        image, label = data.load(i)
-        images[i], labels[i] = image.round().to(torch.uint8), label.to(torch.uint8)
-    return images, labels, info.num_classes, info.ignore_index
+
+class _Pool:
+    """The ``pretrain`` images of a run, generated when first drawn and kept as uint8 (so that a run
+    stopped after a few steps has generated only what those steps drew)."""
+
+    def __init__(self, config: PretrainConfig) -> None:
+        from upbench.data import build_dataset, dataset_info
+
+        info = dataset_info(config.dataset)
+        if "pretrain" not in info.splits:
+            raise ConfigError(f"dataset '{config.dataset}' has no 'pretrain' split to pretrain on")
+        self.data = build_dataset(config.dataset, split="pretrain", size=config.size, count=config.pool)
+        self.num_classes, self.ignore_index = info.num_classes, info.ignore_index
+        self.samples: dict[int, tuple[Tensor, Tensor]] = {}
+        self.seconds = 0.0
+
+    def batch(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        for i in indices:
+            if i not in self.samples:
+                t0 = time.perf_counter()
+                image, label = self.data.load(i)
+                self.samples[i] = (image.round().to(torch.uint8), label.to(torch.uint8))
+                self.seconds += time.perf_counter() - t0
+        return torch.stack([self.samples[i][0] for i in indices]), torch.stack([self.samples[i][1] for i in indices])
 
 
 def _augment(images: Tensor, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -160,15 +191,20 @@ def state_sha256(state: dict[str, Tensor]) -> str:
 
 
 def pretrain(
-    config: PretrainConfig, *, progress: Callable[[int, float], None] | None = None, checkpoints: tuple[int, ...] = ()
+    config: PretrainConfig,
+    *,
+    progress: Callable[[int, float], None] | None = None,
+    checkpoints: tuple[int, ...] = (),
+    stop_after: int | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Pretrain the encoder; returns its state dict and a record (loss curve summary, time, the
-    checksum of the weights after each step in ``checkpoints``)."""
+    checksum of the weights after each step in ``checkpoints``). ``stop_after``: end after that
+    many steps (the weights are then those of step ``stop_after`` of the full run; for checks)."""
     from upbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-    t0 = time.perf_counter()
-    images, labels, k, ignore = _pool(config)
-    generation_s = time.perf_counter() - t0
+    pool = _Pool(config)
+    k, ignore = pool.num_classes, pool.ignore_index
+    weights = class_weights(pool, config)
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.architecture, config.preset)
     heads = ShareHeads(encoder, k)
@@ -190,11 +226,12 @@ def pretrain(
     encoder.train()
     heads.train()
     t1 = time.perf_counter()
-    for t in range(1, config.iters + 1):
-        idx = torch.randint(config.pool, (config.batch,), generator=g)
-        x, y = _augment(images[idx], labels[idx].long(), g)
+    last = config.iters if stop_after is None else min(config.iters, stop_after)
+    for t in range(1, last + 1):
+        images, labels = pool.batch(torch.randint(config.pool, (config.batch,), generator=g).tolist())
+        x, y = _augment(images, labels.long(), g)
         x = (x.float() - mean) / std
-        loss = share_loss(heads(encoder(x)), y, heads.strides, ignore)
+        loss = share_loss(heads(encoder(x)), y, heads.strides, ignore, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -205,15 +242,19 @@ def pretrain(
         if t in checkpoints:
             sums[t] = state_sha256(encoder.state_dict())
     encoder.eval()
+    heads.eval()
     state = {key: v.detach().clone() for key, v in encoder.state_dict().items()}
+    scores = evaluate_heads(encoder, heads, config, k, ignore) if stop_after is None else {}
     tail = losses[-max(1, len(losses) // 20) :]
     record = {
         "config": config.to_dict(),
         "final_loss": sum(tail) / len(tail),
         "first_loss": losses[0],
-        "generation_seconds": round(generation_s, 1),
-        "training_seconds": round(time.perf_counter() - t1, 1),
+        "iterations": last,
+        "generation_seconds": round(pool.seconds, 1),
+        "training_seconds": round(time.perf_counter() - t1 - pool.seconds, 1),
         "params": sum(v.numel() for v in state.values()),
+        "val_lr_miou": scores,
         "sha256": state_sha256(state),
         "checkpoint_sha256": {str(t): s for t, s in sums.items()},
         "torch": torch.__version__,
@@ -223,6 +264,30 @@ def pretrain(
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return state, record
+
+
+@torch.no_grad()
+def evaluate_heads(encoder: nn.Module, heads: ShareHeads, config: PretrainConfig, k: int, ignore: int) -> dict:
+    """How much semantics the encoder carries: its heads' class shares on the first 64 images of the
+    ``val`` split, argmax per cell and upsampled nearest, scored at full resolution (mIoU and IoU per
+    class, fractions, per stride); compare with the audit's ``lr_nearest`` ceiling at that stride."""
+    from upbench.audit.ceilings import miou
+    from upbench.data import build_dataset
+    from upbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    val = build_dataset(config.dataset, split="val", size=config.size, count=64)
+    samples = [val.load(i) for i in range(len(val))]
+    images = torch.stack([image for image, _ in samples])
+    labels = [label for _, label in samples]
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    batches = [heads(encoder((images[b : b + 16] - mean) / std)) for b in range(0, len(images), 16)]
+    logits = [torch.cat(z) for z in zip(*batches)]
+    out = {}
+    for z, s in zip(logits, heads.strides):
+        preds = z.argmax(1).repeat_interleave(s, 1).repeat_interleave(s, 2)
+        scores = miou([p[: lab.shape[0], : lab.shape[1]] for p, lab in zip(preds, labels)], labels, k, ignore)
+        out[str(s)] = {"mIoU": scores["mIoU"], "IoU": scores["IoU"]}
+    return out
 
 
 def save_weights(state: dict[str, Tensor], record: dict[str, Any], out: Path, name: str) -> Path:

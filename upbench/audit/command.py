@@ -15,7 +15,7 @@ import tomllib
 from upbench.audit.audit import COLUMNS, Audit, AuditSettings, audit_dataset, audit_key
 from upbench.audit.cache import lookup, store
 from upbench.audit.local import LocalSchedule
-from upbench.audit.table import terminal_table
+from upbench.audit.table import comparison_markdown, comparison_text, terminal_table
 from upbench.data import dataset_info
 from upbench.errors import ConfigError
 
@@ -95,27 +95,44 @@ def _progress_bar(enabled: bool):  # noqa: ANN202 - a callback and its closer
     return update, close
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    """The ``audit`` command (see :func:`upbench.cli.cmd_audit`)."""
-    settings = settings_from(args)
+def _audit_one(name: str, args: argparse.Namespace, settings: AuditSettings) -> Audit:
     train, val = dataset_options(
-        args.dataset, size=args.size, count=settings.count, train_count=settings.train_count, extra=args.set
+        name, size=args.size, count=settings.count, train_count=settings.train_count, extra=args.set
     )
-    key = audit_key(args.dataset, train, val, settings)
+    key = audit_key(name, train, val, settings)
     audit = None if args.no_cache else lookup(key)
-    if audit is None:
-        update, close = _progress_bar(not args.no_progress)
-        try:
-            audit = audit_dataset(
-                args.dataset, root=args.root, train_options=train, val_options=val, settings=settings, progress=update
-            )
-        finally:
-            close()
-        store(audit)
-    else:
-        print(f"(cached audit {key}; --no-cache recomputes it)")
-    out = Path(args.out) if args.out else Path("runs") / "audit" / f"{args.dataset}-{key}"
-    write_audit(audit, out)
-    print(terminal_table(audit))
-    print(f"\nwritten to {out}:\n  audit.json, audit.csv, audit.txt")
+    if audit is not None:
+        print(f"(cached audit {key} of '{name}'; --no-cache recomputes it)")
+        return audit
+    update, close = _progress_bar(not args.no_progress)
+    try:
+        audit = audit_dataset(
+            name, root=args.root, train_options=train, val_options=val, settings=settings, progress=update
+        )
+    finally:
+        close()
+    store(audit)
+    return audit
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """The ``audit`` command (see :func:`upbench.cli.cmd_audit`): one dataset, or several side by side."""
+    settings = settings_from(args)
+    names = list(dict.fromkeys(args.dataset))
+    for name in names:  # every bad option is reported before any work starts
+        dataset_options(name, size=args.size, count=settings.count, train_count=settings.train_count, extra=args.set)
+    audits = [_audit_one(name, args, settings) for name in names]
+    if len(audits) == 1:
+        out = Path(args.out) if args.out else Path("runs") / "audit" / f"{names[0]}-{audits[0].key}"
+        write_audit(audits[0], out)
+        print(terminal_table(audits[0]))
+        print(f"\nwritten to {out}:\n  audit.json, audit.csv, audit.txt")
+        return 0
+    out = Path(args.out) if args.out else Path("runs") / "audit" / "-".join(names)
+    for audit in audits:
+        write_audit(audit, out / audit.meta["dataset"])
+        print(terminal_table(audit) + "\n")
+    (out / "report.md").write_text(comparison_markdown(audits, getattr(args, "command", None)))
+    print(comparison_text(audits))
+    print(f"\nwritten to {out}:\n  report.md, and audit.json, audit.csv, audit.txt per dataset")
     return 0

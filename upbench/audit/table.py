@@ -125,3 +125,42 @@ def markdown_section(audit: Audit, level: int = 2) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _side_by_side(audits: list[Audit]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the mIoU of each check (and ratio) per dataset."""
+    header = ["check", "ratio", *(a.meta["dataset"] for a in audits)]
+    keys: list[tuple[str, str]] = []
+    values: list[dict[tuple[str, str], str]] = []
+    for audit in audits:
+        found = {}
+        for label, ratio, vals in _lines(audit):
+            found[(label, ratio)] = _pct(vals.get("mIoU"))
+            if (label, ratio) not in keys:
+                keys.append((label, ratio))
+        found[("boundary visibility (%)", "-")] = _pct(audit.value("boundary_visibility", "fraction"))
+        values.append(found)
+    keys.append(("boundary visibility (%)", "-"))
+    return header, [[label, ratio, *(v.get((label, ratio), "-") for v in values)] for label, ratio in keys]
+
+
+def comparison_text(audits: list[Audit]) -> str:
+    """The mIoU (%) of every check for several audited datasets, side by side (terminal)."""
+    header, rows = _side_by_side(audits)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join(["mIoU (%) side by side", fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def comparison_markdown(audits: list[Audit], command: str | None = None) -> str:
+    """A report of several audits: the side-by-side table, then each dataset's own section."""
+    header, rows = _side_by_side(audits)
+    out = ["# Dataset audit", ""]
+    if command:
+        out += [f"Made with `{command}`.", ""]
+    out += ["mIoU (%) of each check, side by side:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out.append("")
+    for audit in audits:
+        out.append(markdown_section(audit).replace("## Audit of the dataset", f"## {audit.meta['dataset']}", 1))
+    return "\n".join(out)

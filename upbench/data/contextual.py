@@ -11,7 +11,7 @@ class     what decides it (needs context)                            local twin 
 field     stuff: smooth value noise blending two colours (16-32 px)  things filled with the same noise
 stripes   stuff: grating of period 10-18 px, any angle, duty 0.3-0.7 stripe-filled things; decoy strokes
 dots      stuff: jittered lattice of discs 3-7 px, spacing 10-16 px  specks; dot-filled things
-triangle  thing: a triangle (circumradius 10-22 px)                  stuff of the same texture
+triangle  thing: a triangle (circumradius 12-24 px)                  stuff of the same texture
 quad      thing: a quadrilateral (aspect 0.5-1, sheared)             stuff of the same texture
 ellipse   thing: an ellipse (aspect 0.5-1)                           stuff of the same texture
 wire      a stroke 2-3 px wide and 48-128 px long                    decoy strokes 8-14 px long
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,10 @@ SUPERSAMPLE = 2
 #: Generated samples kept per process (about 0.25 MB each at 128 px).
 CACHE_SIZE = 4096
 NOISE_SIGMA, BLUR_SIGMA = 0.02, 0.5
+#: Circumradius range of things at 128 px (scaled with the image side).
+THING_RADIUS = (12.0, 24.0)
+#: Things per 128 x 128 px (scaled with the area).
+THING_COUNT = (3, 6)
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -209,9 +214,11 @@ def _pick_colours(d: _Draw, kind: int | None, avoid: Tensor, tries: int = 200) -
     return best if best is not None else d.rand(2, 3)
 
 
-def _texture(d: _Draw, kind: int, avoid: Tensor, y0: float, x0: float, height: float, width: float) -> _Texture:
+def _texture(d: _Draw, kind: int | None, avoid: Tensor, y0: float, x0: float, height: float, width: float) -> _Texture:
     """A fill of texture ``kind`` covering the area ``[y0, y0 + height] x [x0, x0 + width]``."""
     colours = _pick_colours(d, kind, avoid)
+    if kind is None:
+        return _Texture(None, colours)
     if kind == FIELD:
         cell = d.uniform(16, 32)
         params = {"control": _smooth_noise(d, cell, height, width), "cell": cell, "y0": y0, "x0": x0}
@@ -283,8 +290,8 @@ def _polygon(vertices: list[tuple[float, float]]) -> _Shape:
 
 
 def _thing_shape(d: _Draw, cls: int, cy: float, cx: float) -> _Shape:
-    """A triangle, quadrilateral or ellipse of circumradius 10-22 px (times the image scale)."""
-    radius = d.uniform(10, 22) * d.scale
+    """A triangle, quadrilateral or ellipse of circumradius 12-24 px (times the image scale)."""
+    radius = d.uniform(*THING_RADIUS) * d.scale
     rot = d.uniform(0, 2 * math.pi)
     if cls == TRIANGLE:
         angles = [rot + k * 2 * math.pi / 3 + d.uniform(-0.25, 0.25) for k in range(3)]
@@ -343,7 +350,6 @@ class _Layer:
     shape: _Shape | None
     texture: _Texture
     label: int | None
-    stuff_map: Tensor | None = None  # stuff: region id per pixel of each grid, keyed by factor
 
 
 class _Scene:
@@ -355,6 +361,8 @@ class _Scene:
         self.label = torch.zeros(d.h, d.w, dtype=torch.long)
         self.owner = torch.zeros(d.h, d.w, dtype=torch.long)  # index of the layer visible at each pixel
         self.layers: list[_Layer] = []
+        #: the stuff partition as a function of a grid (region index per point), and its first layer
+        self.stuff: tuple[Callable[[_Grid], Tensor], int] | None = None
 
     def palette_under(self, window: tuple[slice, slice], mask: Tensor) -> Tensor:
         """Colours of every layer visible under ``mask`` or next to it (1 px ring)."""
@@ -410,24 +418,25 @@ def _stuff(d: _Draw, scene: _Scene) -> None:
 
 
 def _things(d: _Draw, scene: _Scene) -> None:
-    """2-4 things (per 128 px squared), each a triangle, quad or ellipse filled with a stuff texture."""
-    placed: list[Tensor] = []
-    for _ in range(d.count(2, 4, d.area)):
+    """3-6 things (per 128 px squared), each a triangle, quad or ellipse filled with a stuff texture,
+    placed where they cover at most 20 % of earlier things and show at least 60 px (times the scale)."""
+    for _ in range(d.count(*THING_COUNT, d.area)):
         cls = THINGS[d.randint(0, 2)]
         for _attempt in range(10):
             cy, cx = d.uniform(0, d.h - 1), d.uniform(0, d.w - 1)
             shape = _thing_shape(d, cls, cy, cx)
             window, mask = shape.mask(scene.grid)
             area = int(mask.sum())
-            overlap = int((scene.label[window][mask] >= TRIANGLE).sum())
+            under = scene.label[window][mask]
+            overlap = int(((under >= TRIANGLE) & (under <= ELLIPSE)).sum())
             if area >= 60 * d.scale**2 and overlap <= 0.2 * area:
                 break
         else:
             continue
         y0, x0, y1, x1 = shape.box
-        texture = _texture(d, STUFF[d.randint(0, 2)], scene.palette_under(window, mask), y0, x0, y1 - y0, x1 - x0)
+        fill = STUFF[d.randint(0, 2)]
+        texture = _texture(d, fill, scene.palette_under(window, mask), y0, x0, y1 - y0, x1 - x0)
         scene.add(_Layer(shape, texture, cls), window, mask)
-        placed.append(mask)
 
 
 def _strokes(d: _Draw, scene: _Scene, widths: tuple[int, ...]) -> None:
@@ -476,6 +485,7 @@ def _render(scene: _Scene, factor: int) -> Tensor:
     d = scene.d
     grid = _Grid.make(d.h, d.w, factor)
     image = torch.zeros(3, *grid.yy.shape)
+    assert scene.stuff is not None
     regions, first = scene.stuff
     region = regions(grid)
     for k, layer in enumerate(scene.layers):

@@ -25,6 +25,7 @@ import pandas as pd
 
 from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.compare import RunBootstrap
+from upbench.reporting.data_section import data_section
 from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
@@ -48,19 +49,27 @@ HOW_TO_READ = (
 
 
 def write_report(
-    run_dir: str | Path, out_dir: str | Path | None = None, *, n_images: int = 3, device: str = "cpu"
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    n_images: int = 3,
+    device: str = "cpu",
+    compute_audit: bool = False,
 ) -> Path:
     """Write the report of ``run_dir`` into ``out_dir`` (default ``run_dir/report``); returns the folder.
 
     Args:
         n_images: validation images per qualitative panel.
         device: where the saved models run for the qualitative panels.
+        compute_audit: compute the audit of the run's dataset if it is not cached (else the report
+            names the command that computes it).
     """
     run_dir = check_run_dir(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / REPORT_SUBDIR
     (out / "tables").mkdir(parents=True, exist_ok=True)
     data = summarise(run_dir)
     sections = [f"# upbench report: {suite_name(run_dir)}", "", *_provenance(run_dir, data["rows"]), ""]
+    sections += data_section(run_dir, compute_audit=compute_audit)
     analysis = RunBootstrap(run_dir) if not data["train"].empty else None
     trends: dict[str, pd.DataFrame] = {}
     if analysis is not None:
