@@ -42,7 +42,7 @@ from upbench.errors import ConfigError
 from upbench.validation import PositiveFloat, PositiveInt, check_fields, raise_if
 
 #: Bumped whenever a figure would come out differently for the same inputs (invalidates caches).
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2
 COLUMNS = ("check", "ratio", "class", "metric", "value")
 
 
@@ -193,6 +193,10 @@ def audit_dataset(
     rows.append(_row("boundary_visibility", None, None, "fraction", boundary_visibility(labels, images, ignore)))
 
     schedule = settings.local
+
+    def val_miou(net: torch.nn.Module) -> float:
+        return miou([predict_local(net, i) for i in images], labels, k, ignore)["mIoU"]
+
     net, summary = train_local(
         train,
         k,
@@ -200,11 +204,13 @@ def audit_dataset(
         schedule,
         seed=settings.seed,
         step_callback=lambda t, _: report("local net", t, schedule.iters),
+        score=val_miou,
     )
     check = f"local_{schedule.rf}px"
     rows += _class_rows(check, None, miou([predict_local(net, i) for i in images], labels, k, ignore), names)
     rows.append(_row(check, None, None, "final_loss", summary["final_loss"]))
     rows.append(_row(check, None, None, "loss_trend_last_quarter", summary["loss_trend"]))
+    rows.append(_row(check, None, None, "mIoU_three_quarters", summary["score_three_quarters"]))
 
     meta = {
         "dataset": name,

@@ -26,8 +26,10 @@ from upbench.validation import Bounds, PositiveFloat, PositiveInt, check_fields,
 
 OddRF = Annotated[int, Bounds(ge=3, le=63, odd=True)]
 
-#: Relative loss change over the last quarter below which the net counts as converged.
-FLAT = 0.02
+#: Converged: the training loss changed by at most this fraction over the last quarter...
+FLAT = 0.03
+#: ... and the val mIoU by at most this much (a fraction) between three quarters and the end.
+STABLE = 0.01
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,9 @@ class LocalSchedule:
 
     rf: OddRF = 7
     width: PositiveInt = 128
-    iters: PositiveInt = 4000
+    iters: PositiveInt = 12000
     batch: PositiveInt = 4096
-    lr: PositiveFloat = 2e-3
+    lr: PositiveFloat = 4e-3
     warmup: PositiveInt = 100
 
     def __post_init__(self) -> None:
@@ -117,10 +119,13 @@ def train_local(
     *,
     seed: int = 0,
     step_callback: Callable[[int, float], None] | None = None,
+    score: Callable[[nn.Module], float] | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train the local classifier on raw ``(image, label)`` samples; returns the net and a summary
-    (``final_loss``: mean of the last 5 % of steps, ``loss_trend``: relative change fitted over the
-    last quarter, ``converged``: ``|loss_trend| <= FLAT``)."""
+    """Train the local classifier on raw ``(image, label)`` samples; returns the net and a summary:
+    ``final_loss`` (mean of the last 5 % of steps), ``loss_trend`` (relative change fitted over the
+    last quarter), ``score_three_quarters`` (``score(net)`` after three quarters of the steps, if
+    ``score`` is given: the val mIoU in an audit) and ``converged`` (``|loss_trend| <= FLAT`` and, with
+    ``score``, the final score within ``STABLE`` of the three-quarter one)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = local_net(schedule.rf, schedule.width, num_classes)
@@ -129,6 +134,7 @@ def train_local(
     warm = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: min(1.0, (t + 1) / schedule.warmup))
     history: list[tuple[int, float]] = []
     net.train()
+    at_three_quarters = None
     for t in range(1, schedule.iters + 1):
         patches, labels = sampler.sample(schedule.batch, g)
         loss = F.cross_entropy(_patch_logits(net, patches), labels, ignore_index=ignore_index)
@@ -140,13 +146,21 @@ def train_local(
         history.append((t, value))
         if step_callback is not None:
             step_callback(t, value)
+        if score is not None and t == (3 * schedule.iters) // 4:
+            net.eval()
+            at_three_quarters = score(net)
+            net.train()
     net.eval()
     tail = [loss for _, loss in history[-max(1, len(history) // 20) :]]
     trend = loss_trend(history, fraction=0.25)
+    converged = trend is not None and abs(trend) <= FLAT
+    if at_three_quarters is not None:
+        converged = converged and abs(score(net) - at_three_quarters) <= STABLE
     summary = {
         "final_loss": sum(tail) / len(tail),
         "loss_trend": trend,
-        "converged": trend is not None and abs(trend) <= FLAT,
+        "score_three_quarters": at_three_quarters,
+        "converged": converged,
     }
     return net, summary
 

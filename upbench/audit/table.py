@@ -56,13 +56,15 @@ def _local_note(audit: Audit) -> str:
         return ""
     trend = audit.value(name, "loss_trend_last_quarter")
     loss = audit.value(name, "final_loss")
+    before = audit.value(name, "mIoU_three_quarters")
     state = "converged" if audit.meta.get("local_converged") else "NOT converged: its ceiling is a lower bound"
     trend_text = "n/a" if trend is None else f"{100 * trend:+.1f} %"
     return (
         f"local classifier: {local['rf']}x{local['rf']} px window, MLP width {local['width']}, "
         f"{local['iters']} steps of {local['batch']} pixels, AdamW lr {local['lr']:g} constant after "
         f"{local['warmup']} warm-up steps; final loss {loss:.3f}, change over the last quarter "
-        f"{trend_text} ({state})"
+        f"{trend_text}; val mIoU {_pct(before)} at three quarters, {_pct(audit.value(name))} at the end "
+        f"({state})"
     )
 
 
