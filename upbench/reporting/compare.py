@@ -39,7 +39,7 @@ import torch
 
 from upbench.errors import UpbenchError
 from upbench.metrics.per_image import FILE_NAME, frame_to_arrays, read_per_image, scores_from_counts
-from upbench.reporting.load import load_rows, measurements
+from upbench.reporting.load import check_run_dir, load_rows, measurements
 from upbench.reporting.settings import attach_setting_ids
 
 METRICS = ("mIoU", "BF", "BIoU")
@@ -83,7 +83,7 @@ class RunBootstrap:
             raise UpbenchError(f"compare: unknown metric(s) {', '.join(unknown)}; choose from {valid}")
         if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
             raise UpbenchError(f"compare: n_boot must be an int >= 1, got {n_boot!r}")
-        self.run_dir = Path(run_dir)
+        self.run_dir = check_run_dir(run_dir)
         self.metrics = tuple(metrics)
         self.n_boot = n_boot
         self.seed = int(seed)

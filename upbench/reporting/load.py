@@ -34,11 +34,11 @@ CELL_METRIC = "cell"
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
-    """``run_dir`` as a Path; raise :class:`UpbenchError` unless it holds ``results.jsonl``."""
-    path = Path(run_dir)
-    if not (path / "results.jsonl").is_file():
-        raise UpbenchError(f"{path} is not a run directory: it has no results.jsonl (run `upbench run` first)")
-    return path
+    """The folder holding the results of ``run_dir``: the run folder itself, or the ``run/`` folder a
+    report ships (:mod:`upbench.reporting.bundle`); :class:`UpbenchError` when there is neither."""
+    from upbench.reporting.bundle import resolve_run_dir
+
+    return resolve_run_dir(run_dir)
 
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
@@ -86,6 +86,7 @@ def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """
     from upbench.reporting.settings import attach_setting_ids
 
+    run_dir = check_run_dir(run_dir)
     rows = load_rows(run_dir)
     points = measurements(rows)
     train_rows, _ = attach_setting_ids(rows[rows["kind"] == "train"], run_dir)
@@ -132,7 +133,7 @@ def suite_name(run_dir: str | Path) -> str:
 
 def cell_config(run_dir: str | Path, cell_id: str) -> dict[str, Any]:
     """The resolved config of a cell (``cells/<cell_id>/config.json``)."""
-    path = Path(run_dir) / "cells" / cell_id / "config.json"
+    path = check_run_dir(run_dir) / "cells" / cell_id / "config.json"
     if not path.is_file():
         raise UpbenchError(f"cell {cell_id}: {path} is missing")
     return json.loads(path.read_text(encoding="utf-8"))
