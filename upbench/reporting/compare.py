@@ -225,14 +225,29 @@ class RunBootstrap:
             return value - self.point(setting_id, b, s, metric) if b is not None else value
 
         def replicates(s: int, slot: int) -> np.ndarray:
-            values = self._values(setting_id, a, s, slot)[metric]
-            return values - self._values(setting_id, b, s, slot)[metric] if b is not None else values
+            values = self.replicates(setting_id, a, s, slot, metric)
+            return values - self.replicates(setting_id, b, s, slot, metric) if b is not None else values
 
         estimate = float(np.mean([point(s) for s in seeds]))
+        return estimate, self.combine(seeds, replicates)
+
+    def combine(self, seeds: tuple[int, ...], replicates) -> np.ndarray:  # noqa: ANN001
+        """``(n_boot,)`` two-stage replicates: ``replicates(seed, slot)`` gives the ``(n_boot,)`` image
+        resample of one seed's difference in resample slot ``slot``; each replicate averages the slots'
+        values of the seeds drawn for it (:meth:`_seed_draws`)."""
         diffs = np.stack([np.stack([replicates(s, slot) for s in seeds]) for slot in range(len(seeds))])
         draws = self._seed_draws(seeds)  # (replicate, slot): indices into seeds; diffs is (slot, seed, replicate)
-        combined = diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
-        return estimate, combined
+        return diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
+
+    def images(self, setting_id: str, label: str, data_seed: int) -> torch.Tensor:
+        """The validation image ids of one cell's per-image records, in order."""
+        return self._arrays(self.cells[(setting_id, label, data_seed)])["image"]
+
+    def replicates(self, setting_id: str, label: str, data_seed: int, slot: int, metric: str) -> np.ndarray:
+        """``(n_boot,)`` values of ``metric`` of one cell over the image resamples of ``slot``: the
+        same draws for every cell of that seed and number of images, in this run and in any other
+        :class:`RunBootstrap` with the same ``seed`` and ``n_boot`` (so that runs can be paired)."""
+        return self._values(setting_id, label, data_seed, slot)[metric]
 
     def compare(self, reference: str = "bilinear") -> pd.DataFrame:
         """The table of :func:`compare` for one reference label."""
