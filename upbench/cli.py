@@ -43,7 +43,7 @@ def _table(rows: list[list[str]], header: list[str], width: int = WIDTH) -> str:
     out = []
     for r in [header, ["-" * w for w in widths], *rows]:
         cells = [str(c) for c in r]
-        parts = textwrap.wrap(cells[-1], last) or [""] if len(cells[-1]) > last else [cells[-1]]
+        parts = textwrap.wrap(cells[-1], last, break_on_hyphens=False) or [""] if len(cells[-1]) > last else [cells[-1]]
         for i, part in enumerate(parts):
             shown = (cells[:-1] if i == 0 else [""] * (len(cells) - 1)) + [part]
             out.append("  ".join(c.ljust(w) for c, w in zip(shown, widths)).rstrip())

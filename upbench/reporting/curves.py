@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from upbench.reporting.bundle import train_log_path
 from upbench.reporting.figures import GREY, REFERENCE, FigureSkipped, _grid, _new_figure, operator_styles
@@ -139,6 +140,7 @@ def learning_curves_figure(curves: pd.DataFrame, bands: pd.DataFrame, title: str
         first = lr[lr["label"] == lr["label"].iloc[0]]
         lr_ax.plot(first["iteration"], first["lr"], color="0.2", lw=1.2)
         lr_ax.set_title("learning rate", fontsize=8)
+        lr_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}" if v else "0"))
     else:
         lr_ax.set_title("learning rate (not logged)", fontsize=8)
     for ax in flat[: len(labels) + 1]:
@@ -152,6 +154,6 @@ def learning_curves_figure(curves: pd.DataFrame, bands: pd.DataFrame, title: str
         handles.append(Line2D([], [], color=GREY, lw=1))
         names.append("bilinear")
     fig.legend(handles, names, loc="outside lower center", ncols=len(handles), fontsize=7, frameon=False)
-    steps = f"{window} logged step{'s' if window > 1 else ''}"
-    fig.suptitle(f"Training loss, {title} (running mean over {steps})", fontsize=9)
+    smoothing = f"running mean over {window} logged steps" if window > 1 else "not smoothed"
+    fig.suptitle(f"Training loss, {title} ({smoothing})", fontsize=9)
     return fig

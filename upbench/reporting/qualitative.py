@@ -257,6 +257,7 @@ def _class_legend(fig: Figure, panel: Panel, cmap: ListedColormap) -> None:
     names = panel.class_names if len(panel.class_names) == panel.num_classes else ()
     handles = [Patch(color=cmap(c), label=f"{c}: {names[c]}" if names else f"class {c}") for c in sorted(shown)]
     more = int((counts > 0).sum()) - len(shown)
-    title = "classes" + (f" ({more} more not listed)" if more > 0 else "")
+    if more > 0:
+        handles.append(Patch(color="white", label=f"... {more} more classes"))
     fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6), fontsize=7,
-               title=title, title_fontsize=7, frameon=False)  # fmt: skip
+               frameon=False)  # fmt: skip
