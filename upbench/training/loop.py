@@ -217,9 +217,7 @@ def train(
     t0 = time.perf_counter()
     t = start
     loss_value = history[-1][1] if history else math.nan
-    bar = tqdm(
-        total=config.iters, initial=start, desc="train", disable=not progress or rank != 0, dynamic_ncols=True
-    )
+    bar = tqdm(total=config.iters, initial=start, desc="train", disable=not progress or rank != 0, dynamic_ncols=True)
     board = TensorBoardLog(tensorboard_dir, rank)
     with deterministic_mode(config.deterministic), bar, contextlib.closing(board):
         for images, labels in loader:
@@ -243,9 +241,7 @@ def train(
                 history.append((t, loss_value))
                 lr_history.append((t, step_lr))
                 board.add(t, loss_value, step_lr)
-            bar.set_postfix(
-                loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False
-            )
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             bar.update(1)
             if config.checkpoint_every and t % config.checkpoint_every == 0 and t < config.iters:
                 checkpoint(t, past_time + time.perf_counter() - t0)
