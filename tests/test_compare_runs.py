@@ -132,3 +132,24 @@ def test_bad_metric_names_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--metrics: unknown or empty mIOU" in capsys.readouterr().err
     assert main(["compare", str(run), str(run), "--metrics", "BFF"]) == 2
     assert "unknown metric(s) BFF" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.parent.parent for p in REPO.glob("reports/*/run/results.jsonl.gz"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no committed report ships its run yet")
+def test_compare_works_on_the_committed_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every committed report that ships a train run compares with itself (all differences 0), and
+    two committed runs that share a setting compare with each other."""
+    train = [p for p in SHIPPED if RunBootstrap(p, n_boot=10).settings]
+    for report in train:
+        frame, _ = compare_runs(load_runs([report, report], n_boot=50))
+        assert (frame.loc[frame["run"] == "B", "diff"].abs() < 1e-12).all()
+    titles = {p: {tuple(s.get(k) for k in ("architecture", "protocol", "scale")) for s in
+                  RunBootstrap(p, n_boot=10).settings.values()} for p in train}  # fmt: skip
+    pairs = [(a, b) for i, a in enumerate(train) for b in train[i + 1 :] if titles[a] & titles[b]]
+    if pairs:
+        a, b = pairs[0]
+        assert main(["compare", str(a), str(b), "--n-boot", "200"]) == 0
+        assert f"A: {a}" in capsys.readouterr().out

@@ -165,3 +165,17 @@ def test_audit_table_renders(browser: Browser, fresh: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("page", COMMITTED, ids=[p.parent.name for p in COMMITTED])
 def test_committed_report_renders(browser: Browser, page: Path) -> None:
     _check_page(browser, page)
+
+
+def test_report_without_intervals_and_with_ops_tables_renders(browser: Browser, tmp_path: Path) -> None:
+    from synthetic_run import write_synthetic_run
+
+    write_synthetic_run(tmp_path / "run")  # no per-image records (no intervals), ops cells, a failed cell
+    out = write_report(tmp_path / "run", tmp_path / "report")
+    _check_page(browser, out / "report.html")
+    assert browser.evaluate("document.querySelectorAll('section.setting select.metric').length") == 0
+    ops = browser.evaluate(
+        "Array.from(document.querySelectorAll('section.setting h3'))"
+        ".filter(h => h.textContent.startsWith('ops')).length"
+    )
+    assert ops >= 1

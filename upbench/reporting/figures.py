@@ -339,8 +339,13 @@ def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
         raise FigureSkipped(f"no train cell has {metric}")
     if sub["scale"].nunique() < 2:
         raise FigureSkipped(f"{metric} is measured at one ratio only (x{sub['scale'].iloc[0]})")
+    archs = [
+        (k, g) for k, g in sub.groupby(["architecture", "preset", "dataset"], sort=True) if g["scale"].nunique() > 1
+    ]
+    if not archs:
+        raise FigureSkipped(f"{metric} is measured at one ratio per architecture only")
+    sub = pd.concat([g for _, g in archs])
     styles = operator_styles(sub)
-    archs = list(sub.groupby(["architecture", "preset", "dataset"], sort=True))
     labels = sorted(set(sub["label"]), key=lambda lab: (lab != REFERENCE, lab))
     multiples = len(labels) > CROWDED
     panels = [(a, lab) for a in archs for lab in labels] if multiples else [(a, None) for a in archs]
@@ -349,6 +354,7 @@ def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     scales = sorted(sub["scale"].unique())
+    ends: list[tuple] = []  # (axes, x, y, label) of each line's last point, labelled directly
     for ax, ((key, g), only) in zip(axes.flat, panels):
         for label, lg in g.groupby("label", sort=True):
             if only is not None and label not in (only, REFERENCE):
@@ -363,8 +369,7 @@ def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
                 ms=4, capsize=2, lw=1, label=label, zorder=1 if faint else 3,
             )  # fmt: skip
             if only is None:
-                ax.annotate(label, (lg["scale"].iloc[-1], lg["mean"].iloc[-1] * 100), xytext=(4, 0),
-                            textcoords="offset points", fontsize=7, va="center", color=s["color"])  # fmt: skip
+                ends.append((ax, lg["scale"].iloc[-1], lg["mean"].iloc[-1] * 100, label))
         ax.set_xscale("log", base=2)
         ax.set_xticks(scales, [f"x{s}" for s in scales])
         ax.minorticks_off()
@@ -375,6 +380,10 @@ def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
         ax.margins(x=0.25 if only is None else 0.1)
     extra = [(Line2D([], [], color=GREY), "bilinear, for reference")] if multiples else []
     _family_legend(fig, styles, extra)
+    for ax in {id(e[0]): e[0] for e in ends}.values():
+        mine = [e for e in ends if e[0] is ax]
+        place_labels(ax, np.array([e[1] for e in mine], float), np.array([e[2] for e in mine], float),
+                     [e[3] for e in mine], [styles[e[3]]["color"] for e in mine])  # fmt: skip
     return fig
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from upbench.reporting import tables
 
 ASSETS = "upbench.reporting"
-FOREST_WIDTH = 150
+FOREST_WIDTH = 120
 FOREST_HEIGHT = 14
 
 
@@ -137,17 +137,19 @@ def table_html(table: tables.Table) -> str:
             f'<label>difference to <select class="ref">{ref_opts}</select></label></div>'
         )
     head = ['<th data-sort="text">operator</th>', "<th>n</th>"]
-    for c in table.columns:
+    after = max(acc) if forest else -1  # the interval plots follow the accuracy columns
+    for i, c in enumerate(table.columns):
         better = "higher" if c.higher_is_better else "lower"
         head.append(f'<th data-metric="{c.metric}" title="{better} is better">{html.escape(c.header)}</th>')
-    if forest:
-        head.append('<th class="forest-head">difference (95 % interval)</th>')
+        if i == after:
+            tip = "95 % paired-bootstrap interval; dark: it excludes 0"
+            head.append(f'<th class="forest-head" title="{tip}">difference (95 % interval)</th>')
     body = []
     decimals = {c.metric: c.decimals for c in table.columns}
     for label, seeds, entries in table.rows:
         cells = [f'<td data-v="{html.escape(label)}">{html.escape(label)}</td>', f'<td data-v="{seeds}">{seeds}</td>']
-        for c, e in zip(table.columns, entries):
-            cells.append(_value_cell(c, e, label, table))
+        value_cells = [_value_cell(c, e, label, table) for c, e in zip(table.columns, entries)]
+        cells += value_cells[: after + 1]
         if forest:
             attrs, svgs = [], []
             for (metric, ref), values in diffs.items():
@@ -162,6 +164,7 @@ def table_html(table: tables.Table) -> str:
                     f'<span class="ftext">{html.escape(text)}</span></span>'
                 )
             cells.append(f'<td class="forest" data-v="" {" ".join(attrs)}>{"".join(svgs)}</td>')
+        cells += value_cells[after + 1 :]
         body.append(f'<tr data-label="{html.escape(label)}">' + "".join(cells) + "</tr>")
     parts.append(
         '<div class="scroll"><table class="results sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"

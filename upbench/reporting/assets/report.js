@@ -50,7 +50,7 @@
       el.classList.toggle("selected", el.getAttribute("data-metric") === m);
     });
     var head = section.querySelector("th.forest-head");
-    if (head) head.textContent = "\u0394 " + m + " vs " + r + " (95 % interval)";
+    if (head) head.textContent = "\u0394 " + m + " vs " + r;
   }
 
   document.querySelectorAll("table.sortable").forEach(function (table) {
