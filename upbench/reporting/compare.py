@@ -48,6 +48,8 @@ METRICS = ("mIoU", "BF", "BIoU")
 MODEL_METRICS = ("mosaic_index",)
 LEVEL = 0.95
 SETTING_COLUMNS = ("architecture", "protocol", "preset", "dataset", "scale")
+#: The statistics of a comparison row: the operator's own over seeds, then its difference to the reference.
+STAT_COLUMNS = ("mean", "std", "n_seeds", "diff", "ci_low", "ci_high", "significant", "n_paired")
 
 
 @dataclass(frozen=True)
@@ -272,21 +274,7 @@ class RunBootstrap:
             else:
                 row.update(diff=np.nan, ci_low=np.nan, ci_high=np.nan, n_paired=0, significant=False)
             out.append(row)
-        columns = [
-            "setting_id",
-            *SETTING_COLUMNS,
-            "operator",
-            "metric",
-            "reference",
-            "mean",
-            "std",
-            "n_seeds",
-            "diff",
-            "ci_low",
-            "ci_high",
-            "significant",
-            "n_paired",
-        ]
+        columns = ["setting_id", *SETTING_COLUMNS, "operator", "metric", "reference", *STAT_COLUMNS]
         return pd.DataFrame(out, columns=columns).sort_values(["setting_id", "operator", "metric"], kind="mergesort")
 
     def tie_group(self, setting_id: str, metric: str) -> set[str]:

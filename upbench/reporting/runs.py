@@ -26,28 +26,20 @@ import pandas as pd
 import torch
 
 from upbench.errors import UpbenchError
-from upbench.reporting.compare import METRICS, SETTING_COLUMNS, Difference, RunBootstrap, _interval, _setting_value
+from upbench.reporting.compare import (
+    METRICS,
+    SETTING_COLUMNS,
+    STAT_COLUMNS,
+    Difference,
+    RunBootstrap,
+    _interval,
+    _setting_value,
+)
 from upbench.reporting.load import check_run_dir, suite_name
 from upbench.reporting.settings import distinguishing_keys
 
 NAMES = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-COLUMNS = (
-    "setting",
-    *SETTING_COLUMNS,
-    "operator",
-    "metric",
-    "run",
-    "mean",
-    "std",
-    "n_seeds",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "significant",
-    "n_paired",
-    "paired",
-    "differs",
-)
+COLUMNS = ("setting", *SETTING_COLUMNS, "operator", "metric", "run", *STAT_COLUMNS, "paired", "differs")
 
 
 @dataclass
