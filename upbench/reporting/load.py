@@ -82,7 +82,7 @@ def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 
     Train cells are aggregated over seeds only within one setting (``setting_id``: the resolved
     configuration without seed and operator, :mod:`upbench.reporting.settings`); ``q1``/``q3``
-    are the (seed-averaged) quartiles of measurements that have them (latency, peak memory).
+    (train and ops) are the (seed-averaged) quartiles of measurements that have them (latency).
     """
     from upbench.reporting.settings import attach_setting_ids
 
@@ -95,7 +95,9 @@ def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     return {
         "rows": rows,
         "train": _with_quartiles(train, train_rows, keys),
-        "ops": aggregate(points[points["kind"] == "ops"], OPS_KEYS),
+        "ops": _with_quartiles(
+            aggregate(points[points["kind"] == "ops"], OPS_KEYS), rows[rows["kind"] == "ops"], OPS_KEYS
+        ),
     }
 
 
