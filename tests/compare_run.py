@@ -52,7 +52,7 @@ def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, 
         "scale": 4,
         "seed": seed,
         "device": "cpu",
-        "dataset": {"name": "synthetic", "val": {"size": SIZE, "count": len(tgts)}},
+        "dataset": {"name": "colourcoded", "val": {"size": SIZE, "count": len(tgts)}},
         "train": {"iters": 10},
         **(setting or {}),
     }
@@ -66,7 +66,7 @@ def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, 
         "kind": "train",
         **{k: config[k] for k in ("label", "operator", "architecture", "protocol", "preset", "scale", "seed")},
         "options": "{}",
-        "dataset": "synthetic",
+        "dataset": "colourcoded",
         "device": "cpu",
     }
     rows = [

@@ -55,7 +55,7 @@ OPS_SIZES = ((1, 8, 4, 4, 8), (1, 16, 8, 8, 16))
 
 def _identity(kind: str, cell_id: str, label: str, arch: str, protocol: str, scale: int, seed: int) -> dict:
     return {
-        "run": "synthetic",
+        "run": "colourcoded",
         "suite": "synthetic-suite",
         "cell_id": cell_id,
         "attempt": 1,
@@ -66,7 +66,7 @@ def _identity(kind: str, cell_id: str, label: str, arch: str, protocol: str, sca
         "architecture": arch,
         "protocol": protocol,
         "preset": "tiny" if kind == "train" else "none",
-        "dataset": "synthetic" if kind == "train" else "none",
+        "dataset": "colourcoded" if kind == "train" else "none",
         "scale": scale,
         "seed": seed,
         "device": "cpu",
@@ -190,7 +190,7 @@ def _write_config(
         "scale": scale,
         "seed": seed,
         "device": "cpu",
-        "dataset": {"name": "synthetic", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}},
+        "dataset": {"name": "colourcoded", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}},
     }
     (cell_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if models:

@@ -49,7 +49,7 @@ enabled = false
 """
 
 SYNTHETIC = """[dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 8 }
 val = { size = 32, count = 3 }"""
 

@@ -34,7 +34,7 @@ name = "tiny-exec"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = {{ size = 32, count = 8 }}
 val = {{ size = 32, count = 2 }}
 

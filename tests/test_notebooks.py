@@ -56,7 +56,7 @@ def test_explore_results_runs_on_a_run_dir(tmp_path: Path, monkeypatch: pytest.M
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "suite 'synthetic-suite'" in text
     markdown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
-    assert "### plain / direct / x4 (tiny, synthetic)" in markdown and "**" in markdown
+    assert "### plain / direct / x4 (tiny, colourcoded)" in markdown and "**" in markdown
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # the three figures
 
 

@@ -24,7 +24,7 @@ preset = "tiny"
 scales = [4]
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 4 }
 val = { size = 32, count = 2 }
 
@@ -50,7 +50,7 @@ def _plan(capsys, *args: str) -> tuple[int, list[str]]:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--set", "dataset.name=synthetc"], "unknown dataset 'synthetc'. Did you mean 'synthetic'?"),
+        (["--set", "dataset.name=contextul"], "unknown dataset 'contextul'. Did you mean 'contextual'?"),
         (["--set", "dataset.train.sizee=3"], "unknown key 'sizee' in dataset.train (did you mean 'size'?)"),
         (["--set", "train.iters=0"], "train.iters = 0 is not valid; it must be an integer >= 1"),
         (["--set", "train.lr=nan"], "train.lr = nan is not valid; it must be a finite number > 0"),

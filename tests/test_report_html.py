@@ -131,11 +131,11 @@ def test_fresh_report_renders(browser: Browser, fresh: Path) -> None:
     rows = load_rows(fresh)
     labels = set(rows.loc[rows["kind"] == "train", "label"])
     assert labels == set(OPERATORS)
-    _check_page(browser, fresh / "report.html", {"plain / direct / x4 (tiny, synthetic)": labels})
+    _check_page(browser, fresh / "report.html", {"plain / direct / x4 (tiny, contextual)": labels})
     text = browser.evaluate("document.body.innerText")
-    for section in ("Tables", "Did every operator learn?", "Learning curves", "Figures", "Audit of the dataset"):
+    for section in ("Data and encoder", "Tables", "Did every operator learn?", "Learning curves", "Figures"):
         assert section in text
-    assert "No audit of the dataset in this report." in text
+    assert "Audit of the dataset" not in text  # its own section only when a tidy audit is passed
     # figures carry numbered captions; the qualitative panel is collapsible
     captions = browser.evaluate("Array.from(document.querySelectorAll('figcaption')).map(c => c.textContent)")
     assert captions and all(re.match(r"Figure \d+\. \S", c) for c in captions)

@@ -132,8 +132,8 @@ def test_write_report_files_and_byte_identical_rerun(run: tuple[Path, pd.DataFra
     for stem in ("accuracy_vs_gmacs", "bf_vs_ratio", "ops_costs"):
         assert {f"figures/{stem}.png", f"figures/{stem}.svg"} <= names
     assert {
-        "tables/train-plain-direct-x4-tiny-synthetic.md",
-        "tables/train-plain-direct-x4-tiny-synthetic.tex",
+        "tables/train-plain-direct-x4-tiny-colourcoded.md",
+        "tables/train-plain-direct-x4-tiny-colourcoded.tex",
         "tables/ops-x2-1x8x4x4g8-float32-cpu.md",
         "report.md",
     } <= names
@@ -184,10 +184,10 @@ def test_qualitative_panel_and_mosaic_table(tmp_path: Path, monkeypatch: pytest.
     )
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
-    stem = "qualitative-plain-direct-x4-tiny-synthetic"
+    stem = "qualitative-plain-direct-x4-tiny-colourcoded"
     assert (out / "figures" / f"{stem}.png").is_file() and (out / "figures" / f"{stem}.svg").is_file()
     report = (out / "report.md").read_text()
-    section = report.split("### plain / direct / x4 (tiny, synthetic)")[-1]
+    section = report.split("### plain / direct / x4 (tiny, colourcoded)")[-1]
     mosaic = {m[0]: float(m[1]) for m in re.findall(r"\| (\w+) \| (-?\d\.\d{3}) \|", section)}
     assert set(mosaic) == set(LABELS)
     assert mosaic["nearest"] == pytest.approx(1.0)  # the fake nearest model is a perfect mosaic
@@ -206,7 +206,7 @@ def test_qualitative_with_the_real_architectures(tmp_path: Path, monkeypatch: py
             torch.save(runner.build_cell_model(config, 3).state_dict(), cell / "model.pt")
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(2), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
-    assert (out / "figures/qualitative-plain-direct-x4-tiny-synthetic.png").is_file()
+    assert (out / "figures/qualitative-plain-direct-x4-tiny-colourcoded.png").is_file()
     report = (out / "report.md").read_text()
     section = report.split("## Qualitative panels and mosaic index")[1]
     mosaic = dict(re.findall(r"\| (\w+) \| (-?\d\.\d{3}) \|", section))

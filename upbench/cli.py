@@ -249,7 +249,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from upbench.reporting.bundle import resolve_run_dir
 
     resolve_run_dir(args.run_dir)  # one clear line when it is neither
-    out = write_report(args.run_dir, out_dir=args.out, metrics=args.metrics, columns=args.columns)
+    out = write_report(
+        args.run_dir, out_dir=args.out, metrics=args.metrics, columns=args.columns, compute_audit=args.audit
+    )
     print(f"report: {out} (report.md, report.html)")
     return 0
 
@@ -269,6 +271,56 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.csv, index=False, float_format="%.10g")
         print(f"\ncsv: {args.csv}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Measure whether a dataset can rank upsamplers: shortcut ceilings (the best per-pixel colour
+    rule, a classifier that sees RF px, trained to convergence), the label seen only on the LR grid
+    per ratio, a guided label oracle, boundary visibility and class shares, on the val split."""
+    from upbench.audit.command import run_audit
+
+    return run_audit(args)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain an encoder on a generated dataset's 'pretrain' split (no upsampler involved): the
+    command that makes the weights shipped in upbench/weights/."""
+    from upbench.pretraining import PretrainConfig, pretrain, save_weights
+
+    chosen = {
+        "size": args.size,
+        "pool": args.pool,
+        "iters": args.iters,
+        "batch": args.batch,
+        "lr": args.lr,
+        "balance": args.balance,
+    }
+    config = PretrainConfig(
+        architecture=args.architecture,
+        preset=args.preset,
+        dataset=args.dataset,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+    encoder = "vit" if config.architecture == "plain" else "mit"
+    name = args.name or f"{config.dataset}_{encoder}_{config.preset}"
+    from tqdm.auto import tqdm
+
+    with tqdm(total=config.iters, desc="pretrain", disable=args.no_progress, dynamic_ncols=True) as bar:
+
+        def step(t: int, loss: float) -> None:
+            bar.update(1)
+            if t % 50 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+        state, record = pretrain(config, progress=step, checkpoints=(20,))
+    record["command"] = args.command
+    path = save_weights(state, record, Path(args.out), name)
+    print(
+        f"{path}: {record['params']} parameters, loss {record['first_loss']:.3f} -> {record['final_loss']:.3f}, "
+        f"{record['generation_seconds']:.0f} s generating + {record['training_seconds']:.0f} s training "
+        f"({record['threads']} threads); sha256 {record['sha256'][:16]}"
+    )
     return 0
 
 
@@ -364,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="other columns: params, operator_params, gmacs, latency_forward, peak_memory "
         "(default operator_params,gmacs,latency_forward)",
     )
+    p.add_argument(
+        "--audit", action="store_true", help="compute the audit of the run's dataset if it is not cached (minutes)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="the operators of several runs side by side", description=cmd_compare.__doc__)
@@ -372,6 +427,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=_positive, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--csv", default=None, help="also write the tidy comparison to this CSV file")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("audit", help="can this dataset rank upsamplers? its ceilings", description=cmd_audit.__doc__)
+    p.add_argument(
+        "dataset", nargs="+", help="registered dataset(s): contextual, colourcoded, ade20k, ...; several side by side"
+    )
+    p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
+    p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default 128)")
+    p.add_argument("--count", type=_positive, default=None, help="val images audited (default 64)")
+    p.add_argument("--train-count", type=_positive, default=None, help="train images fitted on (default 256)")
+    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help="LR strides (default: 4 8 16)")
+    p.add_argument("--rf", type=_positive, default=None, help="receptive field of the local classifier (default 7)")
+    p.add_argument("--local-iters", type=_positive, default=None, help="steps of the local classifier (default 4000)")
+    p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="a dataset option (repeatable)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/audit/<dataset>-<key>)")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if the audit is cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder on generated data", description=cmd_pretrain.__doc__)
+    p.add_argument("architecture", choices=["plain", "hierarchical"], help="plain: ViT encoder; hierarchical: MiT")
+    p.add_argument("--preset", default="tiny", help="encoder preset (default tiny)")
+    p.add_argument("--dataset", default="contextual", help="generated dataset with a 'pretrain' split")
+    p.add_argument("--size", type=_positive, default=None, help="image side (default 128)")
+    p.add_argument("--pool", type=_positive, default=None, help="distinct pretrain images (default 6144)")
+    p.add_argument("--iters", type=_positive, default=None, help="optimizer steps (default 12000)")
+    p.add_argument("--batch", type=_positive, default=None, help="images per step (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (default 1e-3)")
+    p.add_argument("--balance", type=float, default=None, help="class weight exponent, 0 to 1 (default 0.5)")
+    p.add_argument("--name", default=None, help="file name (default: <dataset>_<encoder>_<preset>)")
+    p.add_argument("--out", default="runs/pretrain", help="output folder (default runs/pretrain)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
     return parser
 
 

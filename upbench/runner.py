@@ -196,8 +196,10 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
     pretrained = c.get("model", {}).get("pretrained", "")
     if pretrained:
         from upbench.architectures.pretrained import load_pretrained
+        from upbench.architectures.shipped import resolve_pretrained
 
-        summary = load_pretrained(model, Path(pretrained).expanduser()).summary()
+        path = resolve_pretrained(pretrained, c["architecture"], c["preset"])
+        summary = load_pretrained(model, path).summary()
         if main:
             (cell_dir / "pretrained.txt").write_text(summary + "\n")
     model = model.to(device)

@@ -82,7 +82,7 @@ class VariantSpec:
 class DatasetSpec:
     """``[dataset]``: which dataset, where, and keyword options for ``build_dataset``."""
 
-    name: str = "synthetic"
+    name: str = "contextual"
     root: str = ""
     train: dict[str, Any] = field(default_factory=dict)
     val: dict[str, Any] = field(default_factory=dict)
@@ -90,10 +90,12 @@ class DatasetSpec:
 
 @dataclass
 class ModelSpec:
-    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, "" for random init).
+    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, ``"shipped:<dataset>"``
+    for the encoders upbench ships pretrained on a generated dataset, "" for random init).
 
     See :mod:`upbench.architectures.pretrained` for the layouts it reads (MiT: mmseg or the
-    original SegFormer release; ViT/16: mmseg/Segmenter or timm; ``.pth`` or ``.safetensors``).
+    original SegFormer release; ViT/16: mmseg/Segmenter or timm; upbench's own; ``.pth`` or
+    ``.safetensors``) and :mod:`upbench.architectures.shipped` for the shipped ones.
     """
 
     pretrained: str = ""
@@ -220,13 +222,14 @@ def _pretrained_problems(cfg: SuiteConfig) -> list[str]:
     if not cfg.model.pretrained:
         return []
     from upbench.architectures.pretrained import check_pretrained
+    from upbench.architectures.shipped import resolve_pretrained
 
-    path = Path(cfg.model.pretrained).expanduser()
-    if not path.is_file():
-        return [f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist"]
     out = []
     for arch in cfg.architectures:
         try:
+            path = resolve_pretrained(cfg.model.pretrained, arch.name, arch.preset)
+            if not path.is_file():
+                return [f"model.pretrained: checkpoint file '{path}' does not exist"]
             check_pretrained(path, arch.name, arch.preset)
         except ConfigError as err:
             out.append(str(err))
@@ -558,6 +561,7 @@ class Suite:
             skip = ("sizes", "settings", "gpu_settings", "scales")
             config.update(size=size, ops={k: v for k, v in dataclasses.asdict(cfg.ops).items() if k not in skip})
         else:
+            from upbench.architectures.shipped import is_shipped, shipped_entry
             from upbench.metrics import MetricOptions
             from upbench.training import TrainConfig
 
@@ -570,6 +574,9 @@ class Suite:
             )
             if cfg.model.pretrained:  # only when set, so the ids of random-init cells stay as they were
                 config["model"] = dataclasses.asdict(cfg.model)
+                if is_shipped(cfg.model.pretrained):  # other weights shipped under the same name: new cells
+                    entry = shipped_entry(cfg.model.pretrained, config["architecture"], config["preset"])
+                    config["model"]["sha256"] = entry["sha256"]
         return Cell(cell_id_of(config), kind, config)
 
 

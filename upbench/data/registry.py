@@ -20,7 +20,12 @@ from torch.utils.data import Dataset
 
 from upbench.errors import ConfigError
 
-_BUILTIN_MODULES = ("synthetic", "ade20k", "cityscapes", "voc")
+_BUILTIN_MODULES = ("contextual", "colourcoded", "ade20k", "cityscapes", "voc")
+#: Names a dataset had before, and what to use now.
+RENAMED = {
+    "synthetic": "it is called 'colourcoded' now (one colour per class: a shortcut demonstration); "
+    "the default built-in dataset is 'contextual'",
+}
 
 Builder = Callable[..., Dataset]
 
@@ -97,6 +102,8 @@ def _load_builtins() -> None:
 
 def _lookup(name: str) -> tuple[DatasetInfo, Builder]:
     _load_builtins()
+    if name in RENAMED and name not in _datasets:
+        raise ConfigError(f"dataset '{name}': {RENAMED[name]}")
     if name not in _datasets:
         close = difflib.get_close_matches(str(name), _datasets, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""

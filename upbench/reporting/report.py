@@ -38,6 +38,7 @@ from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.bundle import RUN_SUBDIR, ship_run
 from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.curves import curve_bands, learning_figures, load_curves
+from upbench.reporting.data_section import data_section
 from upbench.reporting.learning import learning_section
 from upbench.reporting.load import check_run_dir, failures, suite_name, summarise
 from upbench.reporting.published import published_section
@@ -86,6 +87,7 @@ def write_report(
     metrics: Any = None,
     columns: Any = None,
     audit: pd.DataFrame | None = None,
+    compute_audit: bool = False,
 ) -> Path:
     """Write the report of ``run_dir`` (a run folder, or a report folder that ships its run) into
     ``out_dir`` (default ``run_dir/report``; for a report folder ``runs/<suite>-report``); returns
@@ -98,7 +100,10 @@ def write_report(
             mIoU, BF, BIoU); the HTML page always has every metric.
         columns: the other columns of those tables (default operator params, GMACs, latency).
         audit: a tidy audit of the dataset (e.g. columns ``check, ratio, class, metric, value``),
-            shown in its own section; without it the section says there is none.
+            shown in its own section of the page; without it that section is left out (the "Data
+            and encoder" section names the audit and its command).
+        compute_audit: compute the audit of the run's dataset if it is not cached (else the report
+            names the command that computes it).
     """
     given = Path(run_dir)
     run_dir = check_run_dir(given)
@@ -114,6 +119,7 @@ def write_report(
     data = summarise(run_dir)
     provenance = _provenance(run_dir, data["rows"])
     blocks: list[Block] = [Block("md", [f"# upbench report: {suite}", "", *provenance, ""])]
+    blocks.append(Block("md", data_section(run_dir, compute_audit=compute_audit)))
     analysis = RunBootstrap(run_dir) if not data["train"].empty else None
     trends: dict[str, pd.DataFrame] = {}
     if analysis is not None:
@@ -172,7 +178,8 @@ def write_report(
     if figure_blocks:
         blocks += [Block("md", ["## Figures", ""]), *figure_blocks]
     blocks += _qualitative(run_dir, data["rows"], out, n_images, device, skipped)
-    blocks.append(Block("audit", frame=audit))
+    if audit is not None:
+        blocks.append(Block("audit", frame=audit))
     if skipped:
         blocks.append(Block("md", ["## Skipped figures", "", *(f"- {s}" for s in skipped), ""]))
     failed = failures(data["rows"])
