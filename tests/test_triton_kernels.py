@@ -137,7 +137,7 @@ def test_fns_matches_float64_references(device, b, c, h, w, k, s):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tx.double(), gx, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ta.double(), ga, rtol=1e-5, atol=1e-5)
-    assert tx[..., -1, :].abs().sum() > 0 and tx[..., :, -1].abs().sum() > 0  # no border drop (peers.md B3)
+    assert tx[..., -1, :].abs().sum() > 0 and tx[..., :, -1].abs().sum() > 0  # no border drop (B3)
 
 
 OPERATORS = [

@@ -212,6 +212,7 @@ def _run_train_cell(cell: Cell, cell_dir: Path, device: str, progress: bool) -> 
         checkpoint_dir=cell_dir / "checkpoints",
         progress=progress,
         ignore_index=info.ignore_index,
+        tensorboard_dir=cell_dir / "tensorboard",  # written only when the tensorboard extra is installed
     )
     ev = c["eval"]
     scores = evaluate(

@@ -499,17 +499,18 @@ class Suite:
                         )
         return cells
 
-    def problems(self, device: str = "cpu") -> list[str]:
+    def problems(self, device: str = "cpu", *, check_data: bool = True) -> list[str]:
         """What would fail once cells run, checked now: ``--only`` filters, datasets that cannot be
-        built, operator configurations that the operator (or model) rejects. One line each."""
+        built (unless ``check_data`` is False: see :meth:`data_problems`), operator configurations
+        that the operator (or model) rejects. One line each."""
         try:
             cells = self.all_cells(device)
         except UpbenchError as err:
             return [str(err)]
         out = filter_problems(cells, self.only)
         selected = [c for c in cells if not out and c.matches(self.only)] or cells
-        if self.config.suite.kind == "train":
-            out += _build_problems(self.config.dataset)
+        if check_data:
+            out += self.data_problems()
         seen: set[str] = set()
         for cell in selected:
             key = json.dumps(_build_key(cell), sort_keys=True, default=str)
@@ -517,6 +518,11 @@ class Suite:
                 seen.add(key)
                 out += _operator_build_problems(cell)
         return list(dict.fromkeys(out))
+
+    def data_problems(self) -> list[str]:
+        """Whether a train suite's dataset is on disk and both splits build: what ``plan`` reports
+        (as problems that would stop ``run``) without stopping, so that cells and costs show first."""
+        return _build_problems(self.config.dataset) if self.config.suite.kind == "train" else []
 
     def _cell(
         self,
@@ -670,14 +676,19 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> SuiteConfig:
 
 
 def load_suite(
-    name_or_path: str | Path, overrides: Iterable[str] = (), only: Iterable[str] = (), *, device: str | None = None
+    name_or_path: str | Path,
+    overrides: Iterable[str] = (),
+    only: Iterable[str] = (),
+    *,
+    device: str | None = None,
+    check_data: bool = True,
 ) -> Suite:
     """Load a shipped suite by name or a user's TOML file, apply ``--set`` overrides and validate.
 
     With ``device``, also run the checks of :meth:`Suite.problems` (datasets built, every distinct
     operator configuration built on the meta device, ``--only`` filters), so that ``plan`` and
-    ``run`` list every problem before any cell runs. Problems raise one :class:`ConfigError` with
-    one line each.
+    ``run`` list every problem before any cell runs (``check_data=False`` leaves the dataset on
+    disk out: :meth:`Suite.data_problems`). Problems raise one :class:`ConfigError` with one line each.
     """
     text, source = _read_suite_text(name_or_path)
     try:
@@ -690,7 +701,7 @@ def load_suite(
     problems += _semantic_problems(cfg)
     suite = Suite(cfg, data, source, list(only))
     if device is not None and not problems:  # the cell-level checks need a valid configuration
-        problems += suite.problems(device)
+        problems += suite.problems(device, check_data=check_data)
     validation.raise_if(list(dict.fromkeys(problems)), ConfigError)
     return suite
 
