@@ -102,7 +102,7 @@ def test_report_redrawn_from_a_report_folder_is_the_same(tmp_path: Path) -> None
     run = _run(tmp_path / "run", {"bilinear": 0.3, "resfu": 0.2, "nearest": 0.32})
     first = write_report(run, tmp_path / "one", n_images=1)
     again = write_report(first, tmp_path / "two", n_images=1)
-    for name in ("report.md", "tables/train-plain-direct-x4-tiny-synthetic.md", "tables/compare_bilinear.csv"):
+    for name in ("report.md", "tables/train-plain-direct-x4-tiny-colourcoded.md", "tables/compare_bilinear.csv"):
         assert (first / name).read_text() == (again / name).read_text(), name
     # drawn in place from its own shipped run: the run folder is left as it is
     before = sorted(p.relative_to(first) for p in (first / "run").rglob("*"))

@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-count", type=_positive, default=None, help="train images fitted on (default 256)")
     p.add_argument("--ratios", type=_positive, nargs="+", default=None, help="LR strides (default: 4 8 16)")
     p.add_argument("--rf", type=_positive, default=None, help="receptive field of the local classifier (default 7)")
-    p.add_argument("--local-iters", type=_positive, default=None, help="steps of the local classifier (default 4000)")
+    p.add_argument("--local-iters", type=_positive, default=None, help="steps of the local classifier (default 12000)")
     p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="a dataset option (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default: runs/audit/<dataset>-<key>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if the audit is cached")
