@@ -12,7 +12,7 @@ pixel fold into a ``(k+2) x (k+2)`` kernel on the integer LR window centred on `
 and the aggregation becomes CARAFE-style reassembly (``_reassembly.reassemble``) with replicate
 padding. Nothing of size ``(B, C, k*k, H, W)`` is materialised; all ops are differentiable
 PyTorch ops, so gradients are exact (the official CUDA backward drops value gradients at the
-bottom/right LR border, peers.md B3).
+bottom/right LR border, docs/resfu_official.md B3).
 """
 
 from __future__ import annotations

@@ -218,8 +218,9 @@ def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
         "FNS is pure PyTorch (folded into a (k+2)x(k+2) reassembly) instead of the CUDA-only FNS_Attn "
         "op; on CUDA aggregation='auto' runs that reassembly in upbench's fused Triton kernels "
         "(operators/_triton_fns.py; the bilinear fold stays a channel-free PyTorch einsum).",
-        "The official FNS CUDA backward drops value gradients at the bottom/right LR border (peers.md "
-        "B3); upbench gradients are exact, so training differs from the official code there.",
+        "The official FNS CUDA backward drops value gradients at the bottom/right LR border (B3 in "
+        "docs/resfu_official.md, where every B id is explained); upbench gradients are exact, so training "
+        "differs from the official code there.",
         "The Gaussian kernel is a non-persistent buffer (moves with .to(), cast to the compute dtype) "
         "instead of an attribute created with .cuda() (B1); like the official one it is not in state_dict.",
         "lr_mult is, as in the official module, a gradient hook (grad * lr_mult) on both PCDC blocks' "
@@ -242,7 +243,7 @@ def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
         "similarity='inner_product' replaces each PCDC block by the SAPA-style inner product "
         "<centre(p), neighbour(p + s*o)> (no parameters, no scaling); neighbours='coarse' "
         "aggregates the integer LR window at floor(p/s) as SAPA/CARAFE; pcdc_order='v1' swaps "
-        "neighbours and centres as in arXiv v1 / code before a6066f1 (peers.md B5).",
+        "neighbours and centres as in arXiv v1 / code before a6066f1 (docs/resfu_official.md B5).",
         "aggregation='naive' materialises (B, C, k*k, H, W) (grid_sample of all taps); benchmarks only.",
         "Cost is dominated by the two PCDC blocks at HR (128 hidden channels), not the aggregation.",
     ),

@@ -18,7 +18,7 @@ from upbench.metrics.per_image import FILE_NAME, counts_to_frame, write_per_imag
 
 
 def cell_config(label: str, seed: int, **changes: Any) -> dict[str, Any]:
-    """A train cell's configuration: ``label`` (also its operator) at ``seed`` on the synthetic
+    """A train cell's configuration: ``label`` (also its operator) at ``seed`` on the colourcoded
     dataset, plain x4 unless ``changes`` (top-level keys) say otherwise."""
     return {
         "kind": "train",
@@ -31,7 +31,7 @@ def cell_config(label: str, seed: int, **changes: Any) -> dict[str, Any]:
         "scale": 4,
         "seed": seed,
         "device": "cpu",
-        "dataset": {"name": "synthetic", "root": "", "train": {}, "val": {}},
+        "dataset": {"name": "colourcoded", "root": "", "train": {}, "val": {}},
         **changes,
     }
 

@@ -40,7 +40,7 @@ def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, 
     metrics = SegmentationMetrics(K, per_image=True)
     for p, t in zip(preds, tgts):
         metrics.update(p, t)
-    dataset = {"name": "synthetic", "root": "", "train": {}, "val": {"size": SIZE, "count": len(tgts)}}
+    dataset = {"name": "colourcoded", "root": "", "train": {}, "val": {"size": SIZE, "count": len(tgts)}}
     config = cell_config(label, seed, **{"dataset": dataset, "train": {"iters": 10}, **(setting or {})})
     cell_folders.write_cell(run_dir, cell_id, config, metrics=metrics)
     ident = {
@@ -51,7 +51,7 @@ def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, 
         "kind": "train",
         **{k: config[k] for k in ("label", "operator", "architecture", "protocol", "preset", "scale", "seed")},
         "options": "{}",
-        "dataset": "synthetic",
+        "dataset": "colourcoded",
         "device": "cpu",
     }
     rows = [*metric_rows(metrics.compute(), K), results.row(results.CELL_METRIC, 1.0, "s")]

@@ -56,7 +56,7 @@ OPS_SIZES = ((1, 8, 4, 4, 8), (1, 16, 8, 8, 16))
 
 def _identity(kind: str, cell_id: str, label: str, arch: str, protocol: str, scale: int, seed: int) -> dict:
     return {
-        "run": "synthetic",
+        "run": "colourcoded",
         "suite": "synthetic-suite",
         "cell_id": cell_id,
         "attempt": 1,
@@ -67,7 +67,7 @@ def _identity(kind: str, cell_id: str, label: str, arch: str, protocol: str, sca
         "architecture": arch,
         "protocol": protocol,
         "preset": "tiny" if kind == "train" else "none",
-        "dataset": "synthetic" if kind == "train" else "none",
+        "dataset": "colourcoded" if kind == "train" else "none",
         "scale": scale,
         "seed": seed,
         "device": "cpu",
@@ -178,7 +178,7 @@ def write_synthetic_run(run_dir: Path, *, ops: bool = True, models: bool = False
 def _write_config(
     run_dir: Path, cell_id: str, label: str, arch: str, protocol: str, scale: int, seed: int, models: bool
 ) -> None:
-    dataset = {"name": "synthetic", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}}
+    dataset = {"name": "colourcoded", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}}
     config = cell_config(label, seed, architecture=arch, protocol=protocol, scale=scale, dataset=dataset)
     if models:
         torch.manual_seed(seed)

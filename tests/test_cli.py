@@ -9,7 +9,7 @@ import pytest
 
 from upbench.cli import main
 
-SUBCOMMANDS = ["list", "info", "suites", "plan", "run", "report"]
+SUBCOMMANDS = ["list", "info", "suites", "plan", "run", "report", "compare"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -19,9 +19,22 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_list_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:4] == ["name", "title", "family", "guided"]
+    assert out.splitlines()[0].split()[:6] == ["name", "family", "guided", "learnable", "any", "size"]
     for name in ("bilinear", "deconv", "nearest", "pixelshuffle"):
         assert f"\n{name} " in out
+    anyup = next(li for li in out.splitlines() if li.startswith("anyup "))
+    assert anyup.split()[:5] == ["anyup", "task-agnostic", "yes", "yes", "yes"]  # any output size
+
+
+def test_tables_fit_100_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    from upbench.registry import list_operators
+
+    commands = [["list"], ["suites"], *(["info", n] for n in list_operators())]
+    commands += [["plan", s] for s in ("quick", "ratio-cpu", "ablation-cpu", "cost-cpu")]
+    for args in commands:
+        assert main(args) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert max(len(li) for li in lines) <= 100, (args, max(lines, key=len))
 
 
 def test_info(capsys: pytest.CaptureFixture[str]) -> None:

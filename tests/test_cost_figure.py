@@ -29,14 +29,19 @@ def test_curves_per_channel_count_and_oom_crosses() -> None:
           "lr_width": 32, "scale": 16, "metric": "latency_forward"}]
     )  # fmt: skip
     fig = ops_size_figure(_ops(), oom)
-    axes = fig.axes
-    assert len(axes) == 4  # 2 metrics x 2 channel counts
-    top_right = axes[3]  # latency, 256 channels
-    assert top_right.get_xscale() == "log" and top_right.get_yscale() == "log"
-    lines = {line.get_label(): line for line in top_right.get_lines()}
-    assert list(lines["naf"].get_xdata()) == [256, 1024, 4096]
-    crosses = [line for line in top_right.get_lines() if line.get_marker() == "x"]
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert set(panels) == {"bilinear", "naf"}  # small multiples: one panel per operator
+    naf = panels["naf"]
+    assert naf.get_xscale() == "log" and naf.get_yscale() == "log"
+    assert fig.get_suptitle().startswith("forward latency (ms) against output size")
+    coloured = [line for line in naf.get_lines() if line.get_marker() == "o"]  # its own curves, one per channel count
+    assert len(coloured) == 2 and all(list(line.get_xdata()) == [256, 1024, 4096] for line in coloured)
+    # the 256-channel curve at 1024 output pixels: the formula of _ops
+    expected = 30.0 * 256 * 1024 * 1e-4
+    assert any(line.get_ydata()[1] == pytest.approx(expected) for line in coloured)
+    crosses = [line for line in naf.get_lines() if line.get_marker() == "x"]
     assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [512 * 512]
+    assert not [line for line in panels["bilinear"].get_lines() if line.get_marker() == "x"]
 
 
 def test_no_cost_rows_skips_with_a_reason() -> None:
@@ -44,12 +49,13 @@ def test_no_cost_rows_skips_with_a_reason() -> None:
         ops_size_figure(pd.DataFrame(columns=["metric"]))
 
 
-def test_families_drawn_together_and_told_apart() -> None:
+def test_families_told_apart_by_colour() -> None:
+    from upbench.reporting.figures import FAMILY_COLOURS
+
     ops = _ops()
     fig = ops_size_figure(ops.assign(operator=ops["label"]))
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    assert lines["naf"].get_linestyle() == "--" and lines["bilinear"].get_linestyle() == "-"
-    assert fig.legends[0].get_title().get_text() == "solid: segmentation\ndashed: task-agnostic"
+    titles = {ax.get_title(): ax.title.get_color() for ax in fig.axes if ax.get_visible()}
+    assert titles == {"bilinear": FAMILY_COLOURS["reference"], "naf": FAMILY_COLOURS["task-agnostic"]}
 
 
 def test_every_operator_has_a_family() -> None:
@@ -58,6 +64,7 @@ def test_every_operator_has_a_family() -> None:
     families = {name: upbench.operator_info(name).family for name in upbench.list_operators()}
     assert {families[n] for n in ("featup_jbu", "jafar", "loftup", "anyup", "naf")} == {"task-agnostic"}
     assert families["resfu"] == families["carafe"] == families["guided_bilinear"] == "segmentation"
+
     class Unfamiliar(upbench.Upsampler):
         def upsample(self, x, guide):  # noqa: ANN001, ANN202
             return x

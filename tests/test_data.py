@@ -1,4 +1,4 @@
-"""upbench.data: the synthetic dataset, the registry and the transforms (no files needed)."""
+"""upbench.data: the colour-coded generator, the registry and the transforms (no files needed)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from upbench.data import (
     list_datasets,
 )
 from upbench.data._color import hsv_to_rgb, rgb_to_hsv
-from upbench.data.synthetic import BOX, DOT, RING, SPECKLE, WIRE
+from upbench.data.colourcoded import BOX, DOT, RING, SPECKLE, WIRE
 from upbench.data.transforms import rescale_size
 from upbench.errors import ConfigError
 
@@ -40,15 +40,15 @@ def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[torch.Tensor, torch.Tensor]:
-    ds = build_dataset("synthetic", split="train", size=128, count=6)
+    ds = build_dataset("colourcoded", split="train", size=128, count=6)
     images, labels = zip(*(ds[i] for i in range(len(ds))))
     return torch.stack(images), torch.stack(labels)
 
 
 # --------------------------------------------------------------------------- registry
 def test_registry_lists_the_builtin_datasets() -> None:
-    assert list_datasets() == ["ade20k", "cityscapes", "synthetic", "voc"]
-    expected = {"synthetic": 8, "ade20k": 150, "cityscapes": 19, "voc": 21}
+    assert list_datasets() == ["ade20k", "cityscapes", "colourcoded", "contextual", "voc"]
+    expected = {"colourcoded": 8, "contextual": 8, "ade20k": 150, "cityscapes": 19, "voc": 21}
     for name, k in expected.items():
         info = dataset_info(name)
         assert (info.name, info.num_classes, info.ignore_index, len(info.class_names)) == (name, k, 255, k)
@@ -56,27 +56,29 @@ def test_registry_lists_the_builtin_datasets() -> None:
     assert dataset_info("ade20k").class_names[-1] == "flag"
     assert dataset_info("voc").class_names[0] == "background"
     assert dataset_info("cityscapes").class_names[-1] == "bicycle"
-    assert "size" in dataset_info("synthetic").options
+    assert "size" in dataset_info("colourcoded").options
 
 
 def test_unknown_dataset_split_or_option_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown dataset 'synthtic'. Did you mean 'synthetic'"):
-        build_dataset("synthtic", split="train")
+    with pytest.raises(ConfigError, match="unknown dataset 'contextal'. Did you mean 'contextual'"):
+        build_dataset("contextal", split="train")
+    with pytest.raises(ConfigError, match="dataset 'synthetic': it is called 'colourcoded' now"):
+        build_dataset("synthetic", split="train")
     with pytest.raises(ConfigError, match="no split 'test'"):
-        build_dataset("synthetic", split="test")
+        build_dataset("colourcoded", split="test")
     with pytest.raises(ConfigError, match="unknown option.*'sise'.*accepted: size"):
-        build_dataset("synthetic", split="train", sise=64)
+        build_dataset("colourcoded", split="train", sise=64)
     with pytest.raises(ConfigError, match="takes no root"):
-        build_dataset("synthetic", split="train", root="/data")
+        build_dataset("colourcoded", split="train", root="/data")
     for bad in (8, 4096, "big", [64, 64, 3], 64.5):
         with pytest.raises(ConfigError, match="option size"):
-            build_dataset("synthetic", split="train", size=bad)
+            build_dataset("colourcoded", split="train", size=bad)
     with pytest.raises(ConfigError, match="option count"):
-        build_dataset("synthetic", split="train", count=0)
+        build_dataset("colourcoded", split="train", count=0)
     with pytest.raises(ConfigError, match="option seed"):
-        build_dataset("synthetic", split="train", seed="0")
+        build_dataset("colourcoded", split="train", seed="0")
     with pytest.raises(ConfigError, match="option crop_size"):
-        build_dataset("synthetic", split="train", augment=True, crop_size=[32, 32, 3])
+        build_dataset("colourcoded", split="train", augment=True, crop_size=[32, 32, 3])
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -115,23 +117,23 @@ def test_synthetic_thin_structures_vanish_under_erosion(synthetic: tuple[torch.T
 
 
 def test_synthetic_is_deterministic_and_order_independent() -> None:
-    a = build_dataset("synthetic", split="train", size=64, count=8, seed=3)
-    b = build_dataset("synthetic", split="train", size=64, count=8, seed=3)
+    a = build_dataset("colourcoded", split="train", size=64, count=8, seed=3)
+    b = build_dataset("colourcoded", split="train", size=64, count=8, seed=3)
     later = b[5]  # access out of order first
     first = b[0]
     for got, want in ((a[0], first), (a[5], later)):
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    other_seed = build_dataset("synthetic", split="train", size=64, count=8, seed=4)[0]
-    val = build_dataset("synthetic", split="val", size=64, count=8, seed=3)[0]
+    other_seed = build_dataset("colourcoded", split="train", size=64, count=8, seed=4)[0]
+    val = build_dataset("colourcoded", split="val", size=64, count=8, seed=3)[0]
     assert not torch.equal(other_seed[1], first[1]) and not torch.equal(val[1], first[1])
     assert not torch.equal(a[1][1], a[0][1])
-    assert len(build_dataset("synthetic", split="val", size=64)) == 64
+    assert len(build_dataset("colourcoded", split="val", size=64)) == 64
     with pytest.raises(IndexError):
         a[8]
 
 
 def test_synthetic_is_the_same_through_dataloader_workers() -> None:
-    ds = build_dataset("synthetic", split="val", size=(48, 64), count=4)
+    ds = build_dataset("colourcoded", split="val", size=(48, 64), count=4)
     loaded = list(DataLoader(ds, batch_size=1, num_workers=2, shuffle=False))
     for i, (image, label) in enumerate(loaded):
         assert image.shape == (1, 3, 48, 64)
@@ -141,7 +143,7 @@ def test_synthetic_is_the_same_through_dataloader_workers() -> None:
 def test_synthetic_augmentation_is_seeded() -> None:
     def build(seed: int) -> object:
         return build_dataset(
-            "synthetic", split="train", size=64, count=2, augment=True, crop_size=48, augment_seed=seed
+            "colourcoded", split="train", size=64, count=2, augment=True, crop_size=48, augment_seed=seed
         )
 
     a, b, c = build(1), build(1), build(2)
@@ -152,7 +154,7 @@ def test_synthetic_augmentation_is_seeded() -> None:
     b.set_epoch(1)
     assert not torch.equal(a[0][0], b[0][0])
     torch.manual_seed(0)
-    d = build_dataset("synthetic", split="train", size=64, count=2, augment=True, crop_size=48)
+    d = build_dataset("colourcoded", split="train", size=64, count=2, augment=True, crop_size=48)
     first = d[0][0]
     torch.manual_seed(0)
     assert torch.equal(d[0][0], first)  # augment_seed=None: governed by torch.manual_seed
@@ -281,7 +283,7 @@ def test_compose_runs_the_full_training_pipeline_deterministically() -> None:
 
 
 def test_synthetic_cache_returns_equal_independent_copies() -> None:
-    from upbench.data.synthetic import _generate_cached, generate
+    from upbench.data.colourcoded import _generate_cached, generate
 
     _generate_cached.cache_clear()
     image, label = generate(32, 32, 12345)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from run_answers import answers
 
 from upbench import driver, results
 from upbench.errors import ConfigError
@@ -49,24 +50,16 @@ enabled = false
 """
 
 SYNTHETIC = """[dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 8 }
 val = { size = 32, count = 3 }"""
 
-#: Rows that depend on the machine or the clock, not on the cell.
-VOLATILE_METRICS = ("cell", "train_time")
 
 
 def _suite(tmp_path: Path, world: int = 2, dataset: str = SYNTHETIC) -> Path:
     path = tmp_path / f"ddp{world}.toml"
     path.write_text(SUITE.format(world=world, dataset=dataset))
     return path
-
-
-def _answers(run_dir: Path) -> list[tuple]:
-    df = results.read_results(run_dir)
-    df = df[~df["metric"].isin(VOLATILE_METRICS)]
-    return sorted(zip(df["cell_id"], df["metric"], df["statistic"], df["value"]))
 
 
 # --------------------------------------------------------------------------- the cell and its settings
@@ -165,7 +158,7 @@ def local_ddp(tmp_path_factory) -> tuple[Path, list[tuple]]:
     finally:
         torch.set_num_threads(threads)
     assert summary.failed == 0, summary.describe()
-    return tmp / "run", _answers(tmp / "run")
+    return tmp / "run", answers(tmp / "run")
 
 
 @pytest.mark.slow  # two processes each import torch and build the model
@@ -197,7 +190,7 @@ def test_ray_actor_group_gives_the_same_rows_as_the_local_launcher(local_ddp, tm
     finally:
         ray.shutdown()
     assert summary.failed == 0, summary.describe()
-    assert _answers(tmp_path / "run") == local_ddp[1]
+    assert answers(tmp_path / "run") == local_ddp[1]
     assert set(results.read_results(tmp_path / "run")["executor"]) == {"ray"}
 
 
@@ -212,7 +205,7 @@ def test_submitit_job_of_two_tasks_gives_the_same_rows_as_the_local_launcher(loc
         executor="slurm", executor_options={"cluster": "local"},
     )  # fmt: skip
     assert summary.failed == 0, summary.describe()
-    assert _answers(tmp_path / "run") == local_ddp[1]
+    assert answers(tmp_path / "run") == local_ddp[1]
 
 
 def _voc_with_one_unreadable_val_image(root: Path) -> Path:

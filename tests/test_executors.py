@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from run_answers import answers
 
 from upbench import driver, results
 from upbench.cli import main
@@ -34,7 +35,7 @@ name = "tiny-exec"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = {{ size = 32, count = 8 }}
 val = {{ size = 32, count = 2 }}
 
@@ -52,8 +53,6 @@ checkpoint_every = 5
 enabled = false
 """
 
-#: Rows that depend on the machine or the clock, not on the cell.
-VOLATILE_METRICS = ("cell", "train_time")
 
 
 @pytest.fixture
@@ -61,12 +60,6 @@ def suite_file(tmp_path) -> Path:
     p = tmp_path / "exec.toml"
     p.write_text(SUITE.format(iters=2))
     return p
-
-
-def _answers(run_dir: Path) -> list[tuple]:
-    df = results.read_results(run_dir)
-    df = df[~df["metric"].isin(VOLATILE_METRICS)]
-    return sorted(zip(df["cell_id"], df["metric"], df["statistic"], df["value"]))
 
 
 def _no_duplicates(run_dir: Path) -> None:
@@ -90,7 +83,7 @@ def local_answers(tmp_path_factory) -> list[tuple]:
     assert summary.failed == 0
     df = results.read_results(tmp / "run")
     assert set(df["executor"]) == {"local"}
-    return _answers(tmp / "run")
+    return answers(tmp / "run")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +107,7 @@ def test_ray_with_two_workers_gives_the_same_rows_as_local(local_ray, local_answ
         executor_options={"workers": 2},
     )
     assert summary.failed == 0 and summary.ran == 2
-    assert _answers(out) == local_answers
+    assert answers(out) == local_answers
     df = results.read_results(out)
     assert set(df["executor"]) == {"ray"} and df["hostname"].notna().all() and set(df["threads"]) == {1}
     # merged in plan order, whatever order the tasks finished in
@@ -175,7 +168,7 @@ def test_ray_driver_killed_then_rerun_finishes_exactly_the_missing_cells(
             executor_options={"ray_address": address},
         )  # fmt: skip
     assert summary.already_done + summary.ran == 2 and summary.ran <= 1 and summary.failed == 0
-    assert _answers(out) == local_answers
+    assert answers(out) == local_answers
     _no_duplicates(out)
 
 
@@ -192,7 +185,7 @@ def test_submitit_local_executor_gives_the_same_rows_as_local(local_answers, sui
         executor_options={"cluster": "local"},
     )  # fmt: skip
     assert summary.failed == 0 and summary.ran == 2
-    assert _answers(out) == local_answers
+    assert answers(out) == local_answers
     assert set(results.read_results(out)["executor"]) == {"slurm"}
     assert (out / "slurm").is_dir()  # submitit's job files and logs
 

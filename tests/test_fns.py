@@ -66,7 +66,7 @@ def test_chunked_and_naive_match_plain_loop_reference(b, c, h, w, k, s):
 
 
 def test_gradients_match_reference_at_the_bottom_right_border():
-    """The official CUDA backward drops these gradients (peers.md B3); ours equal the definition's."""
+    """The official CUDA backward drops these gradients (docs/resfu_official.md, B3); ours are exact."""
     x, attn = random_inputs(1, 2, 3, 3, 3, 2, seed=1)
     grad_out = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     grads = []

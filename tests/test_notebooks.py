@@ -38,9 +38,14 @@ def test_notebooks_are_stored_without_outputs(name: str) -> None:
     )
 
 
-def test_explore_results_runs_on_a_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shipped", [False, True], ids=["run-folder", "report-folder"])
+def test_explore_results_runs_on_a_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped: bool) -> None:
     run_dir = tmp_path / "run"
     write_synthetic_run(run_dir)
+    if shipped:  # a committed report folder: its run/ holds the results
+        from upbench.reporting import write_report
+
+        run_dir = write_report(run_dir, tmp_path / "report", n_images=1)
     nb = _execute(
         "explore_results.ipynb",
         tmp_path,
@@ -51,7 +56,7 @@ def test_explore_results_runs_on_a_run_dir(tmp_path: Path, monkeypatch: pytest.M
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "suite 'synthetic-suite'" in text
     markdown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
-    assert "### plain / direct / x4 (tiny, synthetic)" in markdown and "**" in markdown
+    assert "### plain / direct / x4 (tiny, colourcoded)" in markdown and "**" in markdown
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # the three figures
 
 

@@ -33,3 +33,13 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one() -> None:
     assert all("pip install torch==2.13.0" in c for c in commands)
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_report_page_assets_are_package_data() -> None:
+    data = _pyproject()["tool"]["setuptools"]["package-data"]["upbench.reporting"]
+    assets = sorted((ROOT / "upbench" / "reporting" / "assets").iterdir())
+    assert [p.name for p in assets] == ["report.css", "report.js"]
+    assert {"assets/*.css", "assets/*.js"} == set(data)
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert extras["tensorboard"] == ["tensorboard>=2.14"]  # optional: never in the core install
+    assert not any("tensorboard" in d for d in _pyproject()["project"]["dependencies"])

@@ -24,7 +24,7 @@ preset = "tiny"
 scales = [4]
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 4 }
 val = { size = 32, count = 2 }
 
@@ -50,11 +50,7 @@ def _plan(capsys, *args: str) -> tuple[int, list[str]]:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--set", "dataset.name=synthetc"], "unknown dataset 'synthetc'. Did you mean 'synthetic'?"),
-        (
-            ["--set", "dataset.name=ade20k", "--set", "dataset.train={}", "--set", "dataset.val={}"],
-            "dataset.root is missing",
-        ),
+        (["--set", "dataset.name=contextul"], "unknown dataset 'contextul'. Did you mean 'contextual'?"),
         (["--set", "dataset.train.sizee=3"], "unknown key 'sizee' in dataset.train (did you mean 'size'?)"),
         (["--set", "train.iters=0"], "train.iters = 0 is not valid; it must be an integer >= 1"),
         (["--set", "train.lr=nan"], "train.lr = nan is not valid; it must be a finite number > 0"),
@@ -84,6 +80,15 @@ def test_each_bad_input_is_one_line_and_exit_2(capsys, suite_file, args, expecte
     assert any(expected in line for line in lines), lines
     assert all(line.startswith("upbench: error: ") for line in lines)
     assert not any("Traceback" in line for line in lines)
+
+
+def test_a_missing_dataset_stops_run_not_plan(capsys, suite_file) -> None:
+    args = ["--set", "dataset.name=ade20k", "--set", "dataset.train={}", "--set", "dataset.val={}"]
+    assert main(["plan", suite_file, *args]) == 0
+    out = capsys.readouterr().out
+    assert "3 cell(s)" in out and "problems that would stop `run` (1):" in out and "dataset.root is missing" in out
+    with pytest.raises(ConfigError, match="dataset.root is missing"):
+        load_suite(suite_file, args[1::2], device="cpu")
 
 
 def test_all_problems_are_listed_not_just_the_first(capsys, suite_file) -> None:

@@ -25,7 +25,7 @@ name = "tiny-probe"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 4 }
 val = { size = 32, count = 2 }
 

@@ -43,18 +43,22 @@ def _cells(line: str) -> list[str]:
 def test_report_table_has_control_costs_intervals_and_ties(report) -> None:  # noqa: ANN001
     run_dir, out = report
     text = (out / "report.md").read_text()
-    assert "How to read a train table" in text
-    table = text[text.index("### plain / direct / x4") : text.index("## Figures")]
-    lines = [li for li in table.splitlines() if li.startswith("| ")]
-    header = _cells(lines[0])
-    rows = {(c := _cells(li))[0]: c for li in lines[1:]}
+    assert "How to read the tables" in text
+    table = text[text.index("### plain / direct / x4") : text.index("## Did every operator learn?")]
+    blocks = [b for b in table.split("\n\n") if b.startswith("| ")]
+    main, vs_bilinear, vs_control = ({(c := _cells(li))[0]: c for li in b.splitlines()} for b in blocks)
+    header = main["operator"]
+    rows = {k: v for k, v in main.items() if k not in ("operator", "---")}
     assert {"bilinear", "resfu", "guided_bilinear"} <= set(rows)
+    assert all(len(li) < 120 for b in blocks for li in b.splitlines())
     miou = header.index("mIoU (%)")
+    assert re.fullmatch(r"(\*\*)?\d+\.\d(\*\*)?(±\d+\.\d)?", rows["resfu"][miou])  # compact: mean±std
     # intervals on every difference to bilinear; resfu (guided) also against the control
+    assert vs_bilinear["operator"][1] == "Δ mIoU" and set(vs_bilinear) - {"operator", "---|"} >= {"resfu"}
     for label in ("resfu", "guided_bilinear"):
-        assert re.search(r"\([+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]\*?\)", rows[label][miou]), rows[label][miou]
-    assert "(ctrl " in rows["resfu"][miou] and "ctrl" not in rows["guided_bilinear"][miou]
-    assert "(+0.00 [+0.00, +0.00])" in rows["bilinear"][miou] or "(" not in rows["bilinear"][miou]
+        assert re.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]\*?", vs_bilinear[label][1])
+    assert "resfu" in vs_control and "guided_bilinear" not in vs_control and "bilinear" not in vs_control
+    assert "bilinear" not in vs_bilinear
     assert sum(rows[lab][miou].startswith("**") for lab in rows) >= 1  # a tie group, at least the best
     # op. params include the plain model's image stem: params beyond bilinear's all belong to the operator
     df = results.read_results(run_dir)
@@ -65,7 +69,8 @@ def test_report_table_has_control_costs_intervals_and_ties(report) -> None:  # n
         shown = float(rows[op][header.index("op. params (K)")].strip("*").split()[0])
         assert shown == pytest.approx(value[(op, "operator_params")] / 1e3, abs=0.05)
     # latency and memory as median [q1–q3]
-    assert re.match(r"\**\d+\.\d\d\**? \[\d+\.\d\d–\d+\.\d\d\]", rows["bilinear"][header.index("latency (ms)")])
+    latency = rows["bilinear"][header.index("latency (ms)")]
+    assert re.fullmatch(r"(\*\*)?\d+(\.\d+)?(\*\*)? \[\d+(\.\d+)?–\d+(\.\d+)?\]", latency), latency
     # captions: BF tolerance, guide passthrough, seed agreement (2 seeds)
     assert "BF tolerance: 1.00 px" in table
     assert "Guide passthrough (output can carry guide content directly): guided_bilinear; guided, only " in table

@@ -13,7 +13,7 @@ from synthetic_run import LABELS, FakeSegModel, fake_val_set, write_synthetic_ru
 
 from upbench.errors import UpbenchError
 from upbench.reporting import qualitative, summarise, write_report
-from upbench.reporting.tables import build_table, to_latex, to_markdown, train_columns, train_tables
+from upbench.reporting.tables import build_table, select_columns, to_latex, to_markdown, train_columns, train_tables
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
 
 def _expected(rows: pd.DataFrame, label: str, metric: str, arch: str, scale: int) -> pd.Series:
     """Per-seed values of the latest successful attempt, straight from the rows."""
-    sel = rows[
-        (rows.label == label) & (rows.metric == metric) & (rows.architecture == arch) & (rows.scale == scale)
-    ]
+    sel = rows[(rows.label == label) & (rows.metric == metric) & (rows.architecture == arch) & (rows.scale == scale)]
     sel = sel[sel.statistic.isin(["value", "median"]) & (sel.status == "ok")]
     return sel.drop_duplicates(["cell_id", "seed"], keep="last")["value"]
 
@@ -48,10 +46,7 @@ def test_summary_aggregates_seeds(run: tuple[Path, pd.DataFrame]) -> None:
     for label in LABELS:
         values = _expected(rows, label, "mIoU", "plain", 4)
         got = train[
-            (train.label == label)
-            & (train.metric == "mIoU")
-            & (train.architecture == "plain")
-            & (train.scale == 4)
+            (train.label == label) & (train.metric == "mIoU") & (train.architecture == "plain") & (train.scale == 4)
         ].iloc[0]
         assert got["n"] == len(values) == 2
         assert got["mean"] == pytest.approx(values.mean())
@@ -62,24 +57,25 @@ def test_summary_aggregates_seeds(run: tuple[Path, pd.DataFrame]) -> None:
 
 def test_markdown_table_values_best_and_deltas(run: tuple[Path, pd.DataFrame]) -> None:
     run_dir, rows = run
+    columns = select_columns(columns="operator_params,gmacs,latency_forward,peak_memory")
     table = next(
-        t for t in train_tables(summarise(run_dir)["train"]) if t.stem.startswith("train-plain-direct-x4")
+        t
+        for t in train_tables(summarise(run_dir)["train"], columns=columns)
+        if t.stem.startswith("train-plain-direct-x4")
     )
     text = to_markdown(table)
     header = _header(text)
     col = header.index("mIoU (%)")
-    ref = _expected(rows, "bilinear", "mIoU", "plain", 4).mean() * 100
     best_label = max(LABELS, key=lambda lab: _expected(rows, lab, "mIoU", "plain", 4).mean())
     for label in LABELS:
         values = _expected(rows, label, "mIoU", "plain", 4) * 100
         cell = _md_row(text, label)[col]
-        assert f"{values.mean():.2f}" in cell
-        assert f"± {values.std(ddof=1):.2f}" in cell
-        assert cell.startswith(f"**{values.mean():.2f}**") == (label == best_label)
-        if label == "bilinear":
-            assert "(" not in cell
-        else:
-            assert f"({values.mean() - ref:+.2f})" in cell
+        assert f"{values.mean():.1f}" in cell
+        assert f"±{values.std(ddof=1):.1f}" in cell
+        assert cell.startswith(f"**{values.mean():.1f}**") == (label == best_label)
+        assert "(" not in cell  # compact: differences live in their own tables (and need intervals)
+    assert "Difference to bilinear" not in text  # no per-image records: no intervals, no difference table
+    assert max(len(line) for line in text.splitlines() if line.startswith("|")) < 120
     # lower is better for costs: the cheapest GMACs is bold
     g = header.index("GMACs")
     cheapest = min(LABELS, key=lambda lab: _expected(rows, lab, "gmacs", "plain", 4).mean())
@@ -102,17 +98,26 @@ def test_single_seed_has_no_std_and_no_reference_means_no_delta() -> None:
         }
     )
     text = to_markdown(build_table(summary, train_columns(), "t", "t"))
-    assert "| carafe | 1 | **50.00** |" in text
-    assert "| dysample | 1 | 25.00 |" in text
+    assert "| carafe | 1 | **50.0** |" in text
+    assert "| dysample | 1 | 25.0 |" in text
     assert "±" not in text.split("\n\n")[1] and "no bilinear row" in text
+
+
+def test_column_choice_and_bad_names() -> None:
+    assert [c.metric for c in select_columns("mIoU,BF", "gmacs")] == ["mIoU", "BF", "gmacs"]
+    assert [c.metric for c in select_columns()] == ["mIoU", "BF", "BIoU", "operator_params", "gmacs", "latency_forward"]
+    with pytest.raises(UpbenchError, match="--metrics: unknown or empty mIOU; choose from mIoU, BF"):
+        select_columns("mIOU")
 
 
 def test_latex_table(run: tuple[Path, pd.DataFrame]) -> None:
     run_dir, rows = run
     table = train_tables(summarise(run_dir)["train"])[0]
     tex = to_latex(table)
-    assert tex.startswith("\\begin{table}") and "\\toprule" in tex and tex.rstrip().endswith("\\end{table}")
-    assert "mIoU (\\%)" in tex and "$\\pm$" in tex and "\\textbf{" in tex
+    assert tex.startswith("% needs \\usepackage{booktabs}\n\\begin{table}") and "\\toprule" in tex
+    after = tex.split("\\end{table}")[1].strip().splitlines()
+    assert after and all(li.startswith("% ") for li in after)  # the long notes as comments, not in the caption
+    assert "mIoU (\\%)" in tex and "$\\pm$" in tex and "\\textbf{" in tex and "\\usepackage{booktabs}" in tex
     body = [li for li in tex.splitlines() if li.endswith("\\\\")]
     assert len(body) == 1 + len(LABELS)
     assert all(li.count("&") == len(table.headers) + 1 for li in body)
@@ -127,8 +132,8 @@ def test_write_report_files_and_byte_identical_rerun(run: tuple[Path, pd.DataFra
     for stem in ("accuracy_vs_gmacs", "bf_vs_ratio", "ops_costs"):
         assert {f"figures/{stem}.png", f"figures/{stem}.svg"} <= names
     assert {
-        "tables/train-plain-direct-x4-tiny-synthetic.md",
-        "tables/train-plain-direct-x4-tiny-synthetic.tex",
+        "tables/train-plain-direct-x4-tiny-colourcoded.md",
+        "tables/train-plain-direct-x4-tiny-colourcoded.tex",
         "tables/ops-x2-1x8x4x4g8-float32-cpu.md",
         "report.md",
     } <= names
@@ -179,10 +184,10 @@ def test_qualitative_panel_and_mosaic_table(tmp_path: Path, monkeypatch: pytest.
     )
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
-    stem = "qualitative-plain-direct-x4-tiny-synthetic"
+    stem = "qualitative-plain-direct-x4-tiny-colourcoded"
     assert (out / "figures" / f"{stem}.png").is_file() and (out / "figures" / f"{stem}.svg").is_file()
     report = (out / "report.md").read_text()
-    section = report.split("### plain / direct / x4 (tiny, synthetic)")[-1]
+    section = report.split("### plain / direct / x4 (tiny, colourcoded)")[-1]
     mosaic = {m[0]: float(m[1]) for m in re.findall(r"\| (\w+) \| (-?\d\.\d{3}) \|", section)}
     assert set(mosaic) == set(LABELS)
     assert mosaic["nearest"] == pytest.approx(1.0)  # the fake nearest model is a perfect mosaic
@@ -202,9 +207,10 @@ def test_qualitative_with_the_real_architectures(tmp_path: Path, monkeypatch: py
             torch.save(build_cell_model(config, 3).state_dict(), cell / "model.pt")
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(2), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
-    assert (out / "figures/qualitative-plain-direct-x4-tiny-synthetic.png").is_file()
+    assert (out / "figures/qualitative-plain-direct-x4-tiny-colourcoded.png").is_file()
     report = (out / "report.md").read_text()
-    mosaic = dict(re.findall(r"\| (\w+) \| (-?\d\.\d{3}) \|", report.split("## Mosaic index")[1]))
+    section = report.split("## Qualitative panels and mosaic index")[1]
+    mosaic = dict(re.findall(r"\| (\w+) \| (-?\d\.\d{3}) \|", section))
     assert set(mosaic) == set(LABELS)
     assert float(mosaic["nearest"]) == pytest.approx(1.0) and abs(float(mosaic["bilinear"])) < 0.05
 

@@ -1,7 +1,7 @@
 """ReSFU (operators/resfu.py) against an independent float64 reference of the official module.
 
 ``resfu_reference`` below is written from the official forward pass (zmhhmz/ReSFU@62e9d9c,
-peers.md 2.1) with plain ops and loops and reads the parameters from an official-style state
+docs/resfu_official.md) with plain ops and loops and reads the parameters from an official-style state
 dict, so a strict load into upbench's ReSFU must reproduce it.
 """
 
@@ -226,7 +226,7 @@ def test_state_dict_matches_the_official_key_list():
     op = upbench.create_operator("resfu", 64, 4, guide_channels=32)
     assert [(k, tuple(v.shape)) for k, v in op.state_dict().items()] == OFFICIAL_KEYS_DIM_Y32_DIM_X64
     segmenter = upbench.create_operator("resfu", 384, 4, guide_channels=32)
-    assert sum(p.numel() for p in segmenter.parameters()) == 44306  # peers.md 2.1
+    assert sum(p.numel() for p in segmenter.parameters()) == 44306  # docs/resfu_official.md
     buffers = dict(op.named_buffers())
     assert "blur_kernel" in buffers and "blur_kernel" not in op.state_dict()
     assert op.double().blur_kernel.dtype == torch.float64  # moves with .to()

@@ -5,7 +5,7 @@ functions and ``TYPE_CHECKING`` blocks) of ``upbench/`` and ``operators/`` (``up
 an edge goes to the most specific module named (``from upbench import results`` is an edge to
 ``upbench.results``). Layers, top to bottom; a module may import its own layer or lower ones:
 
-    cli -> driver (and reporting, cost) -> suite -> executors -> cell
+    cli -> driver (and reporting, cost, audit, pretraining) -> suite -> executors -> cell
         -> parts (architectures, training, metrics, profiling, data, registries, operators) -> core
 """
 
@@ -23,7 +23,7 @@ MAX_LINES = 500
 #: (layer, modules: each one and its sub-modules; "upbench" is the package's own __init__ only).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("upbench.cli", "upbench.__main__")),
-    ("driver", ("upbench.driver", "upbench.cost", "upbench.reporting", "upbench.audit")),
+    ("driver", ("upbench.driver", "upbench.cost", "upbench.reporting", "upbench.audit", "upbench.pretraining")),
     ("suite", ("upbench.suite",)),
     ("executors", ("upbench.executors",)),
     ("cell", ("upbench.cell",)),

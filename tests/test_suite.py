@@ -16,7 +16,7 @@ name = "mini"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 8 }
 
 [[architectures]]

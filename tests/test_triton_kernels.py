@@ -11,6 +11,7 @@ References: :func:`_loop` (test_reassembly.py, the definition) and :func:`fns_re
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def test_fns_matches_float64_references(device, b, c, h, w, k, s):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tx.double(), gx, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ta.double(), ga, rtol=1e-5, atol=1e-5)
-    assert tx[..., -1, :].abs().sum() > 0 and tx[..., :, -1].abs().sum() > 0  # no border drop (peers.md B3)
+    assert tx[..., -1, :].abs().sum() > 0 and tx[..., :, -1].abs().sum() > 0  # no border drop (B3)
 
 
 OPERATORS = [
@@ -181,8 +182,20 @@ def _compare_operator_paths(device, name, options, scale):
         outs.append(out.cpu())
         grads.append([t.cpu() for t in [xi.grad] + [p.grad for p in op.parameters()]])
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
-    for got, want in zip(grads[1], grads[0]):
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+    # Parameter gradients are sums over every output position, so two float32 summation orders
+    # differ by ~1e-7 of the gradient's scale times the number of terms: the gradients of both
+    # paths are held to the float64 chunked gradients, with an absolute tolerance relative to the
+    # largest gradient entry of the operator (a gradient that is 0 in float64, such as a bias ahead
+    # of a softmax, is float32 rounding noise on that scale).
+    reference = copy.deepcopy(chunked).double()
+    reference.zero_grad(set_to_none=True)
+    xi = x.double().requires_grad_()
+    reference(xi, None if guide is None else guide.double()).square().sum().backward()
+    truth = [t.detach() for t in [xi.grad] + [p.grad for p in reference.parameters()]]
+    scale = max(t.abs().max().item() for t in truth)
+    for path in grads:
+        for got, want in zip(path, truth):
+            torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6 * scale)
 
 
 def _largest_float_intermediate(fn, *args, **kwargs) -> int:

@@ -28,7 +28,7 @@ name = "tiny-variants"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 8 }
 val = { size = 32, count = 6 }
 

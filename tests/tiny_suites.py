@@ -9,7 +9,7 @@ name = "tiny"
 kind = "train"
 
 [dataset]
-name = "synthetic"
+name = "contextual"
 train = { size = 32, count = 8 }
 val = { size = 32, count = 2 }
 

@@ -1,4 +1,4 @@
-"""The command-line interface: ``python -m upbench {list,info,suites,plan,run,report}``.
+"""The command-line interface: ``python -m upbench {list,info,suites,plan,run,report,compare}``.
 
 Every user error (unknown operator, bad suite file, missing dataset path, bad ``--set``) ends the
 program with exit code 2 and one line on stderr, never a traceback.
@@ -30,10 +30,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+#: Every table the CLI prints fits a terminal this wide (the last column wraps).
+WIDTH = 100
+
+
+def _table(rows: list[list[str]], header: list[str], width: int = WIDTH) -> str:
+    """Left-aligned columns two spaces apart; the last column wraps so that lines fit ``width``."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    lead = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    last = max(12, width - lead)
+    widths[-1] = min(widths[-1], last)
+    out = []
+    for r in [header, ["-" * w for w in widths], *rows]:
+        cells = [str(c) for c in r]
+        parts = textwrap.wrap(cells[-1], last, break_on_hyphens=False) or [""] if len(cells[-1]) > last else [cells[-1]]
+        for i, part in enumerate(parts):
+            shown = (cells[:-1] if i == 0 else [""] * (len(cells) - 1)) + [part]
+            out.append("  ".join(c.ljust(w) for c, w in zip(shown, widths)).rstrip())
+    return "\n".join(out)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -49,17 +63,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append(
             [
                 n,
-                info.title,
                 info.family,
                 "yes" if info.guided else "no",
                 "yes" if info.learnable else "no",
+                "yes" if info.any_size else "no",
                 info.scales_text(),
                 info.paper or "-",
-                info.origin,
             ]
         )
-    print(_table(rows, ["name", "title", "family", "guided", "learnable", "scales", "paper", "origin"]))
-    print(f"\n{len(names)} operator(s). Details: python -m upbench info NAME")
+    print(_table(rows, ["name", "family", "guided", "learnable", "any size", "scales", "paper"]))
+    print(f"\n{len(names)} operator(s). Title, code, conventions, deviations: python -m upbench info NAME")
     return 0
 
 
@@ -92,22 +105,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
-    wrap = lambda s: textwrap.fill(s, 100, initial_indent="  - ", subsequent_indent="    ")  # noqa: E731
+    wrap = lambda s: textwrap.fill(s, WIDTH, initial_indent="  - ", subsequent_indent="    ")  # noqa: E731
+    field = lambda s: textwrap.fill(s, WIDTH, initial_indent="  ", subsequent_indent="      ")  # noqa: E731
     print(f"{d['title']} ('{d['name']}')")
-    print(
-        f"  guided: {d['guided']}   learnable: {d['learnable']}   scales: {operator_info(args.name).scales_text()}"
-        f"   any output size: {d['any_size']}"
-    )
-    print(f"  family: {d['family']}")
-    print(f"  guide passthrough (output can carry guide content directly): {d['guide_passthrough']}")
-    print(f"  paper: {d['paper'] or '-'}")
-    print(f"  code: {d['code'] or '-'}")
-    print(f"  module: {d['module']} ({d['origin']})")
+    print(field(f"guided: {d['guided']}   learnable: {d['learnable']}   any output size: {d['any_size']}"))
+    print(field(f"scales: {operator_info(args.name).scales_text()}"))
+    print(field(f"family: {d['family']}"))
+    print(field(f"guide passthrough (output can carry guide content directly): {d['guide_passthrough']}"))
+    print(field(f"paper: {d['paper'] or '-'}"))
+    print(field(f"code: {d['code'] or '-'}"))
+    print(field(f"module: {d['module']} ({d['origin']})"))
     if d["aliases"]:
-        print(f"  aliases: {', '.join(d['aliases'])}")
+        print(field(f"aliases: {', '.join(d['aliases'])}"))
     print("options:" + ("" if d["options"] else " none"))
     for k, v in d["options"].items():
-        print(f"  {k} = {v}")
+        print(field(f"{k} = {v}"))
     for title, items in (
         ("conventions", [f"{k}: {v}" for k, v in d["conventions"].items()]),
         ("deviations from the official code", d["deviations"]),
@@ -129,37 +141,44 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """List the cells of a suite after overrides and filters, with their estimated training compute."""
-    from upbench.suite import load_suite
+    """List the cells of a suite after overrides and filters, with their estimated training time.
 
-    suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu")
+    Works without the dataset on disk: a missing or unreadable dataset is listed at the end as a
+    problem that would stop ``run`` (exit 0); any other problem exits 2 as ``run`` would."""
+    from upbench.cost import duration_text
+    from upbench.suite import data_problems, load_suite
+
+    suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu", check_data=False)
     cells = suite.cells()
-    rows = [[c.cell_id, *c.label_fields()] for c in cells]
+    costs = {c.cell_id: c for c in _costs(cells, args)}
+    rows = []
+    for c in cells:
+        cost = costs.get(c.cell_id)
+        shown = "-" if cost is None or cost.hours is None else duration_text(cost.hours, cost.device)
+        rows.append([c.cell_id, *c.label_fields(), shown])
     print(f"suite '{suite.name}': {len(cells)} cell(s)")
     if rows:
-        print(_table(rows, ["cell_id", *cells[0].label_names()]))
-    _print_costs(cells, args)
+        print(_table(rows, ["cell_id", *cells[0].label_names(), "estimate"]))
+    if costs:
+        from upbench.cost import summary
+
+        print()
+        print(summary(list(costs.values())))
+    problems = data_problems(suite)
+    if problems:
+        print(f"\nproblems that would stop `run` ({len(problems)}):")
+        for line in problems:
+            print(textwrap.fill(line, WIDTH, initial_indent="  - ", subsequent_indent="    "))
     return 0
 
 
-def _print_costs(cells: list, args: argparse.Namespace) -> None:
-    """Estimated training compute per cell and in total (see :mod:`upbench.cost`)."""
-    from upbench.cost import estimate, summary
+def _costs(cells: list, args: argparse.Namespace) -> list:
+    """Estimated training time per train cell (see :mod:`upbench.cost`)."""
+    from upbench.cost import estimate
     from upbench.driver import resolve_device
 
     device = resolve_device(args.device) if args.probe else "cpu"
-    costs = estimate(cells, probe=args.probe, device=device)
-    if not costs:
-        return
-    rows = [
-        [c.cell_id, "-", "-", c.source]
-        if c.hours is None
-        else [c.cell_id, f"{c.seconds_per_iter:.3f}", f"{c.hours:.2f}", c.source]
-        for c in costs
-    ]
-    print()
-    print(_table(rows, ["cell_id", "s/iter", "hours", "source"]))
-    print(summary(costs))
+    return estimate(cells, probe=args.probe, device=device)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -224,13 +243,84 @@ def _non_negative(text: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write tables and figures for a finished (or partial) run directory."""
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "results.jsonl").is_file():
-        raise UpbenchError(f"'{run_dir}' is not a run directory: expected the file {run_dir / 'results.jsonl'}")
+    """Write tables, figures and report.html for a run folder (finished or partial), or re-draw
+    them from a report folder that ships its run (``report/run/``)."""
     from upbench.reporting import write_report
+    from upbench.reporting.bundle import resolve_run_dir
 
-    print(f"report: {write_report(run_dir, out_dir=args.out)}")
+    resolve_run_dir(args.run_dir)  # one clear line when it is neither
+    out = write_report(
+        args.run_dir, out_dir=args.out, metrics=args.metrics, columns=args.columns, compute_audit=args.audit
+    )
+    print(f"report: {out} (report.md, report.html)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Put the operators of several runs side by side: each run's mean±std and each later run minus
+    the first, with intervals where seeds and validation images pair (``upbench.reporting.runs``)."""
+    from upbench.reporting.runs import compare_runs, comparison_text, load_runs
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    runs = load_runs(args.runs, metrics, n_boot=args.n_boot)
+    frame, unmatched = compare_runs(runs)
+    if frame.empty:
+        raise UpbenchError("compare: no setting of the later runs matches one of the first run")
+    print(comparison_text(runs, frame, unmatched), end="")
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.csv, index=False, float_format="%.10g")
+        print(f"\ncsv: {args.csv}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Measure whether a dataset can rank upsamplers: shortcut ceilings (the best per-pixel colour
+    rule, a classifier that sees RF px, trained to convergence), the label seen only on the LR grid
+    per ratio, a guided label oracle, boundary visibility and class shares, on the val split."""
+    from upbench.audit.command import run_audit
+
+    return run_audit(args)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain an encoder on a generated dataset's 'pretrain' split (no upsampler involved): the
+    command that makes the weights shipped in upbench/weights/."""
+    from upbench.pretraining import PretrainConfig, pretrain, save_weights
+
+    chosen = {
+        "size": args.size,
+        "pool": args.pool,
+        "iters": args.iters,
+        "batch": args.batch,
+        "lr": args.lr,
+        "balance": args.balance,
+    }
+    config = PretrainConfig(
+        architecture=args.architecture,
+        preset=args.preset,
+        dataset=args.dataset,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+    encoder = "vit" if config.architecture == "plain" else "mit"
+    name = args.name or f"{config.dataset}_{encoder}_{config.preset}"
+    from tqdm.auto import tqdm
+
+    with tqdm(total=config.iters, desc="pretrain", disable=args.no_progress, dynamic_ncols=True) as bar:
+
+        def step(t: int, loss: float) -> None:
+            bar.update(1)
+            if t % 50 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+        state, record = pretrain(config, progress=step, checkpoints=(20,))
+    record["command"] = args.command
+    path = save_weights(state, record, Path(args.out), name)
+    print(
+        f"{path}: {record['params']} parameters, loss {record['first_loss']:.3f} -> {record['final_loss']:.3f}, "
+        f"{record['generation_seconds']:.0f} s generating + {record['training_seconds']:.0f} s training "
+        f"({record['threads']} threads); sha256 {record['sha256'][:16]}"
+    )
     return 0
 
 
@@ -312,10 +402,65 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run", action="store_true", help="slurm: print the jobs that would be submitted")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="tables and figures from a run directory", description=cmd_report.__doc__)
-    p.add_argument("run_dir", help="a run directory holding results.jsonl")
-    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
+    p = sub.add_parser(
+        "report", help="tables, figures and report.html from a run directory", description=cmd_report.__doc__
+    )
+    p.add_argument("run_dir", help="a run directory (results.jsonl) or a report folder that ships its run")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: RUN_DIR/report; for a report folder runs/SUITE-report)"
+    )
+    p.add_argument(
+        "--metrics", default=None, help="accuracy columns of the .md/.tex tables, e.g. mIoU,BF (default mIoU,BF,BIoU)"
+    )
+    p.add_argument(
+        "--columns",
+        default=None,
+        help="other columns: params, operator_params, gmacs, latency_forward, peak_memory "
+        "(default operator_params,gmacs,latency_forward)",
+    )
+    p.add_argument(
+        "--audit", action="store_true", help="compute the audit of the run's dataset if it is not cached (minutes)"
+    )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="the operators of several runs side by side", description=cmd_compare.__doc__)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or report folders; the first is the reference")
+    p.add_argument("--metrics", default="mIoU,BF,BIoU", help="comma list of mIoU, BF, BIoU (default: all three)")
+    p.add_argument("--n-boot", type=_positive, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--csv", default=None, help="also write the tidy comparison to this CSV file")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("audit", help="can this dataset rank upsamplers? its ceilings", description=cmd_audit.__doc__)
+    p.add_argument(
+        "dataset", nargs="+", help="registered dataset(s): contextual, colourcoded, ade20k, ...; several side by side"
+    )
+    p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
+    p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default 128)")
+    p.add_argument("--count", type=_positive, default=None, help="val images audited (default 64)")
+    p.add_argument("--train-count", type=_positive, default=None, help="train images fitted on (default 256)")
+    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help="LR strides (default: 4 8 16)")
+    p.add_argument("--rf", type=_positive, default=None, help="receptive field of the local classifier (default 7)")
+    p.add_argument("--local-iters", type=_positive, default=None, help="steps of the local classifier (default 12000)")
+    p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="a dataset option (repeatable)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/audit/<dataset>-<key>)")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if the audit is cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder on generated data", description=cmd_pretrain.__doc__)
+    p.add_argument("architecture", choices=["plain", "hierarchical"], help="plain: ViT encoder; hierarchical: MiT")
+    p.add_argument("--preset", default="tiny", help="encoder preset (default tiny)")
+    p.add_argument("--dataset", default="contextual", help="generated dataset with a 'pretrain' split")
+    p.add_argument("--size", type=_positive, default=None, help="image side (default 128)")
+    p.add_argument("--pool", type=_positive, default=None, help="distinct pretrain images (default 6144)")
+    p.add_argument("--iters", type=_positive, default=None, help="optimizer steps (default 12000)")
+    p.add_argument("--batch", type=_positive, default=None, help="images per step (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (default 1e-3)")
+    p.add_argument("--balance", type=float, default=None, help="class weight exponent, 0 to 1 (default 0.5)")
+    p.add_argument("--name", default=None, help="file name (default: <dataset>_<encoder>_<preset>)")
+    p.add_argument("--out", default="runs/pretrain", help="output folder (default runs/pretrain)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
     return parser
 
 

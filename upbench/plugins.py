@@ -70,10 +70,20 @@ def unknown_name(what: str, name: object, known: list[str]) -> str:
 class Registry(Generic[T]):
     """Entries by name for one kind of plugin (``what``): built-ins are the public modules of
     ``package``, third parties the entry points of ``group``; both load on the first lookup.
-    An unknown name raises ``error`` with a suggestion and the choices."""
+    An unknown name raises ``error`` with a suggestion and the choices; a name in ``renamed`` (an
+    old name that nothing registers now) raises ``error`` with its entry, which says what to use."""
 
-    def __init__(self, what: str, package: str, group: str, error: type[UpbenchError] = UpbenchError) -> None:
+    def __init__(
+        self,
+        what: str,
+        package: str,
+        group: str,
+        error: type[UpbenchError] = UpbenchError,
+        *,
+        renamed: dict[str, str] | None = None,
+    ) -> None:
         self.what, self.package, self.group, self.error = what, package, group, error
+        self.renamed = dict(renamed or {})
         self._entries: dict[str, T] = {}
         self._modules: dict[str, str] = {}
         self._loaded = False
@@ -108,6 +118,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry of ``name``."""
         self.load()
+        if name in self.renamed and name not in self._entries:
+            raise self.error(f"{self.what} '{name}': {self.renamed[name]}")
         if name not in self._entries:
             raise self.error(unknown_name(self.what, name, list(self._entries)))
         return self._entries[name]

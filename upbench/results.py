@@ -16,6 +16,7 @@ columns). Crash safety:
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -202,13 +203,19 @@ def merge_cell_rows(run_dir: Path, cell_ids: Iterable[str], existing: list[dict[
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """All valid rows of ``run_dir/results.jsonl``; a torn or invalid line is skipped with a
-    warning naming its line number (its cell is then incomplete and runs again)."""
+    """All valid rows of ``run_dir/results.jsonl`` (or of ``results.jsonl.gz``, the compressed copy
+    a report folder ships); a torn or invalid line is skipped with a warning naming its line number
+    (its cell is then incomplete and runs again)."""
     path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
+    packed = path.with_name(RESULTS_FILE + ".gz")
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif packed.is_file():
+        path, text = packed, gzip.decompress(packed.read_bytes()).decode("utf-8")
+    else:
         return []
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -298,25 +305,30 @@ def read_results(run_dir: Path, *, latest: bool = True) -> pd.DataFrame:
         latest: keep only the rows of each cell's latest complete attempt (a failed cell that was
             retried keeps its successful rows), and leave out stale cells (not in ``cells.json``).
     """
-    rows = read_rows(run_dir)
-    if latest:
-        complete = _complete_attempts(rows)
-        keep = {(cid, max(byattempt)) for cid, byattempt in complete.items()}
-        current = current_cells(run_dir)
-        stale = {cid for cid, _ in keep if current is not None and cid not in current}
-        if stale:
-            warnings.warn(
-                f"{run_dir}: {len(stale)} cell(s) were made with other settings, defaults or protocol version "
-                "(stale) and are left out",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        rows = [r for r in rows if (r["cell_id"], r["attempt"]) in keep and r["cell_id"] not in stale]
+    rows = latest_rows(run_dir) if latest else read_rows(run_dir)
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=list(COLUMNS))
     ordered = [c for c in COLUMNS if c in df.columns] + sorted(c for c in df.columns if c not in COLUMNS)
     return df[ordered].reset_index(drop=True)
+
+
+def latest_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of each cell's latest complete attempt, stale cells (not in ``cells.json``) left out
+    with a warning: what :func:`read_results` reads and a report ships."""
+    rows = read_rows(run_dir)
+    complete = _complete_attempts(rows)
+    keep = {(cid, max(byattempt)) for cid, byattempt in complete.items()}
+    current = current_cells(run_dir)
+    stale = {cid for cid, _ in keep if current is not None and cid not in current}
+    if stale:
+        warnings.warn(
+            f"{run_dir}: {len(stale)} cell(s) were made with other settings, defaults or protocol version "
+            "(stale) and are left out",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return [r for r in rows if (r["cell_id"], r["attempt"]) in keep and r["cell_id"] not in stale]
 
 
 def export(run_dir: Path) -> dict[str, Path]:

@@ -103,6 +103,8 @@ def validate(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
     if tp is Any or tp is None:
         return value
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # an instance checked its own fields when it was built
+            return value
         if not isinstance(value, dict):
             problems.append(f"{where} must be a table, got {value!r}")
             return tp()

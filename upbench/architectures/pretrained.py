@@ -18,6 +18,8 @@ Layouts (detected from the keys; every name comes from the official code or conv
   ``patch_embed.proj``, ``blocks.{j}`` (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
   ``mlp.fc1``, ``mlp.fc2``), final ``norm``; ``head``/``fc_norm``/``pre_logits`` are ignored.
   The big_vision/augreg ``.npz`` files are read in this layout (:func:`augreg_to_timm`).
+- MiT / ViT ``upbench``: the state dict of upbench's own encoder (``stages.0.embed.proj.weight``,
+  ``blocks.0.qkv.weight``), as written by :mod:`upbench.pretraining` for the shipped encoders.
 
 A checkpoint's position embedding on another grid (24 x 24 for the 384 px files) is resized to
 the model's grid as mmseg's ``VisionTransformer.init_weights`` does (``resize_pos_embed`` with
@@ -41,6 +43,8 @@ from upbench.architectures.mit import MiT
 from upbench.architectures.vit import ViT
 from upbench.errors import ConfigError
 
+#: upbench's own encoder state dicts (the weights :mod:`upbench.pretraining` writes), loaded as they are.
+UPBENCH_LAYOUT = "upbench"
 #: Keys of classification checkpoints that a segmentation encoder does not use.
 IGNORED_PREFIXES = ("head.", "fc_norm.", "pre_logits.")
 #: Wrappers around the state dict in training checkpoints (timm, DeiT, mmengine).
@@ -269,9 +273,17 @@ def vit_rules(encoder: ViT, layout: str) -> list[Rule]:
 
 def _family_and_layout(encoder: nn.Module, keys: set[str], path: str) -> tuple[str, str]:
     if isinstance(encoder, MiT):
-        family, layouts = "MiT", {"mmseg": "layers.0.0.projection.weight", "segformer": "patch_embed1.proj.weight"}
+        family, layouts = "MiT", {
+            "mmseg": "layers.0.0.projection.weight",
+            "segformer": "patch_embed1.proj.weight",
+            UPBENCH_LAYOUT: "stages.0.embed.proj.weight",
+        }
     elif isinstance(encoder, ViT):
-        family, layouts = "ViT", {"mmseg": "layers.0.ln1.weight", "timm": "blocks.0.norm1.weight"}
+        family, layouts = "ViT", {
+            "mmseg": "layers.0.ln1.weight",
+            UPBENCH_LAYOUT: "blocks.0.qkv.weight",
+            "timm": "blocks.0.norm1.weight",
+        }
     else:
         raise ConfigError(f"pretrained weights load into MiT and ViT encoders only, not {type(encoder).__name__}")
     for layout, probe in layouts.items():
@@ -283,6 +295,8 @@ def _family_and_layout(encoder: nn.Module, keys: set[str], path: str) -> tuple[s
 
 def encoder_rules(encoder: nn.Module, layout: str) -> list[Rule]:
     """The key map of ``encoder`` (a :class:`MiT` or :class:`ViT`) from ``layout``."""
+    if layout == UPBENCH_LAYOUT:
+        return [(key, key, None) for key in encoder.state_dict()]
     return mit_rules(encoder, layout) if isinstance(encoder, MiT) else vit_rules(encoder, layout)  # type: ignore[arg-type]
 
 

@@ -6,7 +6,8 @@ BN, ReLU) and classified. Two protocols bring the stages up:
 
 ``jump`` (ReSFU's ``SegformerHeadDirectGuideUp``)
     one operator per stage, x2, x4 and x8 for c2, c3 and c4, each guided by the projected c1.
-    The scale is passed to every operator (ReSFU's official config builds all three at x2, its bug B6).
+    The scale is passed to every operator (ReSFU's official config builds all three at x2:
+    docs/resfu_official.md B6).
 ``cascade`` (the FADE/SAPA/DySample SegFormer head)
     chained x2 steps: c4 goes up three times guided by the projected c3, c2, c1; c3 twice
     (c2, c1); c2 once (c1); six operators in all.

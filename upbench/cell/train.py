@@ -41,8 +41,10 @@ def run_train_cell(config: dict[str, Any], cell_dir: Path, device: str, progress
     pretrained = c.get("model", {}).get("pretrained", "")
     if pretrained:
         from upbench.architectures.pretrained import load_pretrained
+        from upbench.architectures.shipped import resolve_pretrained
 
-        summary = load_pretrained(model, Path(pretrained).expanduser()).summary()
+        path = resolve_pretrained(pretrained, c["architecture"], c["preset"])
+        summary = load_pretrained(model, path).summary()
         if main:
             (cell_dir / "pretrained.txt").write_text(summary + "\n")
     model = model.to(device)
@@ -55,6 +57,7 @@ def run_train_cell(config: dict[str, Any], cell_dir: Path, device: str, progress
         checkpoint_dir=cell_dir / "checkpoints",
         progress=progress,
         ignore_index=info.ignore_index,
+        tensorboard_dir=cell_dir / "tensorboard",  # written only when the tensorboard extra is installed
     )
     ev = c["eval"]
     scores = evaluate(

@@ -22,6 +22,11 @@ from upbench.errors import ConfigError
 from upbench.plugins import Registry
 
 ENTRY_POINT_GROUP = "upbench.datasets"
+#: Names a dataset had before, and what to use now.
+RENAMED = {
+    "synthetic": "it is called 'colourcoded' now (one colour per class: a shortcut demonstration); "
+    "the default built-in dataset is 'contextual'",
+}
 
 Builder = Callable[..., Dataset]
 
@@ -45,7 +50,9 @@ class DatasetInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_datasets: Registry[tuple[DatasetInfo, Builder]] = Registry("dataset", "upbench.data", ENTRY_POINT_GROUP, ConfigError)
+_datasets: Registry[tuple[DatasetInfo, Builder]] = Registry(
+    "dataset", "upbench.data", ENTRY_POINT_GROUP, ConfigError, renamed=RENAMED
+)
 
 
 def _options_of(builder: Builder) -> dict[str, Any]:

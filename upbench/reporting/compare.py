@@ -40,7 +40,7 @@ import torch
 from upbench.errors import UpbenchError
 from upbench.metrics import headline_metrics, higher_is_better, summary_metrics
 from upbench.metrics.per_image import FILE_NAME, frame_to_arrays, read_per_image, scores_from_counts
-from upbench.reporting.load import load_rows, measurements
+from upbench.reporting.load import check_run_dir, load_rows, measurements
 from upbench.reporting.settings import attach_setting_ids
 
 #: Metrics recomputed at analysis time from each cell's saved model (not in the results rows):
@@ -48,6 +48,8 @@ from upbench.reporting.settings import attach_setting_ids
 MODEL_METRICS = ("mosaic_index",)
 LEVEL = 0.95
 SETTING_COLUMNS = ("architecture", "protocol", "preset", "dataset", "scale")
+#: The statistics of a comparison row: the operator's own over seeds, then its difference to the reference.
+STAT_COLUMNS = ("mean", "std", "n_seeds", "diff", "ci_low", "ci_high", "significant", "n_paired")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class RunBootstrap:
             raise UpbenchError(f"compare: unknown metric(s) {', '.join(unknown)}; choose from {valid}")
         if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
             raise UpbenchError(f"compare: n_boot must be an int >= 1, got {n_boot!r}")
-        self.run_dir = Path(run_dir)
+        self.run_dir = check_run_dir(run_dir)
         self.metrics = tuple(metrics)
         self.n_boot = n_boot
         self.seed = int(seed)
@@ -227,14 +229,29 @@ class RunBootstrap:
             return value - self.point(setting_id, b, s, metric) if b is not None else value
 
         def replicates(s: int, slot: int) -> np.ndarray:
-            values = self._values(setting_id, a, s, slot)[metric]
-            return values - self._values(setting_id, b, s, slot)[metric] if b is not None else values
+            values = self.replicates(setting_id, a, s, slot, metric)
+            return values - self.replicates(setting_id, b, s, slot, metric) if b is not None else values
 
         estimate = float(np.mean([point(s) for s in seeds]))
+        return estimate, self.combine(seeds, replicates)
+
+    def combine(self, seeds: tuple[int, ...], replicates) -> np.ndarray:  # noqa: ANN001
+        """``(n_boot,)`` two-stage replicates: ``replicates(seed, slot)`` gives the ``(n_boot,)`` image
+        resample of one seed's difference in resample slot ``slot``; each replicate averages the slots'
+        values of the seeds drawn for it (:meth:`_seed_draws`)."""
         diffs = np.stack([np.stack([replicates(s, slot) for s in seeds]) for slot in range(len(seeds))])
         draws = self._seed_draws(seeds)  # (replicate, slot): indices into seeds; diffs is (slot, seed, replicate)
-        combined = diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
-        return estimate, combined
+        return diffs[np.arange(len(seeds))[None, :], draws, np.arange(self.n_boot)[:, None]].mean(1)
+
+    def images(self, setting_id: str, label: str, data_seed: int) -> torch.Tensor:
+        """The validation image ids of one cell's per-image records, in order."""
+        return self._arrays(self.cells[(setting_id, label, data_seed)])["image"]
+
+    def replicates(self, setting_id: str, label: str, data_seed: int, slot: int, metric: str) -> np.ndarray:
+        """``(n_boot,)`` values of ``metric`` of one cell over the image resamples of ``slot``: the
+        same draws for every cell of that seed and number of images, in this run and in any other
+        :class:`RunBootstrap` with the same ``seed`` and ``n_boot`` (so that runs can be paired)."""
+        return self._values(setting_id, label, data_seed, slot)[metric]
 
     def compare(self, reference: str = "bilinear") -> pd.DataFrame:
         """The table of :func:`compare` for one reference label."""
@@ -259,21 +276,7 @@ class RunBootstrap:
             else:
                 row.update(diff=np.nan, ci_low=np.nan, ci_high=np.nan, n_paired=0, significant=False)
             out.append(row)
-        columns = [
-            "setting_id",
-            *SETTING_COLUMNS,
-            "operator",
-            "metric",
-            "reference",
-            "mean",
-            "std",
-            "n_seeds",
-            "diff",
-            "ci_low",
-            "ci_high",
-            "significant",
-            "n_paired",
-        ]
+        columns = ["setting_id", *SETTING_COLUMNS, "operator", "metric", "reference", *STAT_COLUMNS]
         return pd.DataFrame(out, columns=columns).sort_values(["setting_id", "operator", "metric"], kind="mergesort")
 
     def tie_group(self, setting_id: str, metric: str) -> set[str]:

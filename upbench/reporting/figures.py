@@ -1,8 +1,15 @@
 """Figures from seed-aggregated results (matplotlib ``Figure`` objects, no pyplot state).
 
-Accuracy error bars show the 95 % bootstrap interval of the mean (``ci_low``/``ci_high`` columns,
-added by :func:`upbench.reporting.write_report` from the per-image records), else ± the std over
-seeds.
+Made for up to about 20 operators: every operator keeps one colour and marker in every figure
+(colour by family: the bilinear reference, the guide control, the segmentation line and the
+task-agnostic family; a distinct marker per operator within its family), points carry direct
+labels placed so that they do not collide (:func:`place_labels`, leader lines where a label had
+to move away), cost axes turn logarithmic where values span more than a decade, and many
+operators are drawn as small multiples (one panel each, the others in faint grey) rather than
+as one crowded panel. Spread is always drawn: accuracy error bars are the 95 % bootstrap interval
+of the mean (``ci_low``/``ci_high`` columns, added by :func:`upbench.reporting.write_report` from
+the per-image records), else ± the std over seeds; latency bands are the interquartile range of
+the timed calls. :data:`CAPTIONS` and :func:`caption` say so under each figure in the reports.
 
 Each ``*_figure`` function returns a Figure, or raises :class:`FigureSkipped` with the reason
 when its data is absent; :func:`save_figure` writes PNG and SVG with deterministic metadata so
@@ -11,13 +18,15 @@ that re-running a report gives identical files.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
-import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 STYLE = {
     "svg.hashsalt": "upbench",
@@ -25,19 +34,33 @@ STYLE = {
     "font.size": 9,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
 }
 DPI = 120
+REFERENCE = "bilinear"
+CONTROL = "guided_bilinear"
+#: Colour of each family (the reference and the control are families of their own).
+FAMILY_COLOURS = {
+    "reference": "#222222",
+    "control": "#2ca02c",
+    "segmentation": "#1f77b4",
+    "task-agnostic": "#d62728",
+}
+FAMILY_NAMES = {
+    "reference": "bilinear (reference)",
+    "control": "guided_bilinear (guide control)",
+    "segmentation": "segmentation line",
+    "task-agnostic": "task-agnostic family",
+}
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h", "<", ">", "p", "*", "d", "8", "H")
+#: More operators than this in one panel are drawn as small multiples.
+CROWDED = 6
+GREY = "#c8c8c8"
 
 
 class FigureSkipped(Exception):
     """A figure that cannot be drawn from the results at hand; ``str()`` is the reason."""
-
-
-def palette(labels: list[str]) -> dict[str, tuple[float, float, float]]:
-    """A fixed colour per operator label (sorted), stable across figures."""
-    names = sorted(set(labels))
-    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
-    return dict(zip(names, colours))
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
@@ -50,13 +73,166 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _new_figure(ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.2)) -> tuple[Figure, np.ndarray]:
+def _new_figure(ncols: int, nrows: int = 1, size: tuple[float, float] = (4.0, 3.2), **kw) -> tuple[Figure, np.ndarray]:  # noqa: ANN003
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
+def _grid(n: int, max_cols: int = 5) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return cols, math.ceil(n / cols)
+
+
+# --------------------------------------------------------------------------- operator styles
+def operator_family(operator: object) -> str:
+    """The registry family of ``operator`` (``"segmentation"`` for names the registry does not know)."""
+    from upbench.errors import UnknownOperatorError
+    from upbench.registry import operator_info
+
+    try:
+        return operator_info(str(operator)).family
+    except UnknownOperatorError:
+        return "segmentation"
+
+
+def label_family(label: str, operator: object = None) -> str:
+    """``reference`` (bilinear), ``control`` (guided_bilinear), else the operator's registry family."""
+    if label == REFERENCE:
+        return "reference"
+    if label == CONTROL:
+        return "control"
+    return operator_family(operator if operator is not None and not pd.isna(operator) else label)
+
+
+def operator_styles(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """``label -> {"color", "marker", "family"}`` for the labels of ``frame`` (with an optional
+    ``operator`` column): colour by family, a distinct marker per label within its family, the same
+    for a label in every figure of a report drawn from the same labels."""
+    ops = dict(zip(frame["label"], frame["operator"])) if "operator" in frame else {}
+    families: dict[str, list[str]] = {}
+    for label in sorted(set(frame["label"])):
+        families.setdefault(label_family(label, ops.get(label)), []).append(label)
+    styles = {}
+    for family, labels in families.items():
+        for i, label in enumerate(labels):
+            styles[label] = {"color": FAMILY_COLOURS[family], "marker": MARKERS[i % len(MARKERS)], "family": family}
+    return styles
+
+
+def _family_legend(fig: Figure, styles: dict[str, dict[str, str]], extra: list[tuple[object, str]] = ()) -> None:  # noqa: B006
+    families = [f for f in FAMILY_COLOURS if any(s["family"] == f for s in styles.values())]
+    handles = [Line2D([], [], color=FAMILY_COLOURS[f], marker="o", ls="", label=FAMILY_NAMES[f]) for f in families]
+    handles += [h for h, _ in extra]
+    labels = [FAMILY_NAMES[f] for f in families] + [name for _, name in extra]
+    if handles:
+        ncols = min(len(handles), max(2, int(fig.get_figwidth() // 2.2)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=7, frameon=False)
+
+
+# --------------------------------------------------------------------------- label placement
+def place_labels(
+    ax,  # noqa: ANN001
+    xs: np.ndarray,
+    ys: np.ndarray,
+    labels: list[str],
+    colours: list[str] | None = None,
+    fontsize: float = 7,
+) -> list:
+    """Direct labels next to the points ``(xs, ys)`` that overlap neither each other nor the points.
+
+    Greedy and deterministic: the figure's layout is computed and frozen first; then, in order of
+    how crowded their neighbourhood is, each label takes the nearest free spot among candidates on
+    rings around its point (in points, so the result does not depend on the DPI), inside the axes
+    where possible; a label placed away from its point gets a thin leader line. Returns the
+    annotation artists."""
+    fig = ax.figure
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # positions stay as measured
+    renderer = fig.canvas.get_renderer()
+    scale = 72.0 / fig.dpi  # display px -> points
+    pts = ax.transData.transform(np.column_stack([xs, ys])) * scale
+    frame = ax.get_window_extent(renderer)
+    box = np.array([frame.x0, frame.y0, frame.x1, frame.y1]) * scale
+    sizes = []
+    for label in labels:
+        text = ax.text(0, 0, label, fontsize=fontsize)
+        extent = text.get_window_extent(renderer)
+        sizes.append((extent.width * scale, extent.height * scale))
+        text.remove()
+    obstacles = [(x - 3.5, y - 3.5, x + 3.5, y + 3.5) for x, y in pts]
+    order = sorted(range(len(labels)), key=lambda i: (-int(np.sum(np.hypot(*(pts - pts[i]).T) < 30)), i))
+    placed: list[tuple[float, float, float, float]] = []
+    artists = []
+    rings = (5.0, 11.0, 18.0, 26.0, 36.0, 48.0, 62.0)
+    angles = np.deg2rad([20, -20, 160, 200, 90, 270, 55, -55, 125, 235, 0, 180])
+    for i in order:
+        (x, y), (w, h) = pts[i], sizes[i]
+        best, best_cost = None, math.inf
+        for r in rings:
+            for a in angles:
+                cx, cy = x + r * math.cos(a), y + r * math.sin(a)
+                # anchor the text box on the side facing away from the point
+                x0 = cx if math.cos(a) > 0.3 else cx - w if math.cos(a) < -0.3 else cx - w / 2
+                y0 = cy if math.sin(a) > 0.3 else cy - h if math.sin(a) < -0.3 else cy - h / 2
+                rect = (x0, y0, x0 + w, y0 + h)
+                overlap = sum(_overlap(rect, o) for o in placed) + sum(_overlap(rect, o) for o in obstacles)
+                outside = (max(0.0, box[0] - rect[0]) + max(0.0, rect[2] - box[2]) + max(0.0, box[1] - rect[1])) + max(
+                    0.0, rect[3] - box[3]
+                )
+                cost = overlap * 10 + outside * 40 + r
+                if cost < best_cost:
+                    best, best_cost = rect, cost
+            if best is not None and best_cost <= r + 1e-9:  # a free spot on this ring
+                break
+        placed.append(best)
+        dx, dy = best[0] - x, best[1] - y
+        far = math.hypot(best[0] + w / 2 - x, best[1] + h / 2 - y) > 14
+        artists.append(
+            ax.annotate(
+                labels[i],
+                (xs[i], ys[i]),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=fontsize,
+                ha="left",
+                va="bottom",
+                color=colours[i] if colours else "black",
+                annotation_clip=False,
+                arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0, "shrinkB": 3} if far else None,
+            )
+        )
+    return artists
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
+
+
+def _log_if_spread(ax, values: pd.Series, axis: str = "x") -> bool:  # noqa: ANN001
+    """A log axis where the positive values span more than a decade; returns whether it is log."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if len(v) and (v > 0).all() and v.max() / v.min() > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        _plain_log_ticks(ax.xaxis if axis == "x" else ax.yaxis)
+        return True
+    return False
+
+
+def _plain_log_ticks(axis) -> None:  # noqa: ANN001
+    """Log-axis ticks at 1, 2 and 5 times powers of ten, written as plain numbers (0.05, not 5x10^-2)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+# --------------------------------------------------------------------------- accuracy figures
 def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     """One row per label and train group with ``<metric>`` and ``<metric>_std`` columns."""
     keys = ["architecture", "protocol", "preset", "dataset", "scale", *_setting(train), "label"]
@@ -71,7 +247,10 @@ def _wide(train: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
                     f"_{bound}"
                 )
             )
-    return wide.reset_index().sort_values(keys, kind="mergesort")
+    wide = wide.reset_index().sort_values(keys, kind="mergesort")
+    if "operator" in train:
+        wide["operator"] = wide["label"].map(dict(zip(train["label"], train["operator"])))
+    return wide
 
 
 def _setting(frame: pd.DataFrame) -> list[str]:
@@ -89,6 +268,16 @@ def error_bars(mean: np.ndarray, std: np.ndarray, low: np.ndarray | None, high: 
     return np.stack([np.where(known, mean - low, std), np.where(known, high - mean, std)]).clip(min=0)
 
 
+def bars_kind(train: pd.DataFrame, metric: str) -> str:
+    """What the error bars of ``metric`` are: ``interval`` (95 % bootstrap), ``std`` or ``none``."""
+    sub = train[train["metric"] == metric] if "metric" in train else train
+    if {"ci_low", "ci_high"} <= set(sub) and np.isfinite(pd.to_numeric(sub["ci_low"], errors="coerce")).any():
+        return "interval"
+    if "std" in sub and (pd.to_numeric(sub["std"], errors="coerce") > 0).any():
+        return "std"
+    return "none"
+
+
 def pareto_front(points: pd.DataFrame, cost: str, accuracy: str) -> pd.DataFrame:
     """Rows of ``points`` not dominated by a cheaper-or-equal, at-least-as-accurate row, by cost."""
     ordered = points.sort_values([cost, accuracy], ascending=[True, False], kind="mergesort")
@@ -101,54 +290,104 @@ def pareto_front(points: pd.DataFrame, cost: str, accuracy: str) -> pd.DataFrame
 
 
 def accuracy_vs_gmacs_figure(train: pd.DataFrame, accuracy: str = "mIoU") -> Figure:
-    """Accuracy (%) against GMACs per train group, the Pareto front as a dashed step line."""
+    """Accuracy (%) against the model's GMACs, one panel per train setting: every operator a point
+    (family colour, own marker, direct label), its error bar, the Pareto front as a dashed step
+    line; the GMACs axis is logarithmic where the costs span more than a decade."""
     wide = _wide(train, (accuracy, "gmacs"))
     if accuracy not in wide or "gmacs" not in wide or wide[[accuracy, "gmacs"]].dropna().empty:
         raise FigureSkipped(f"no train cell has both {accuracy} and gmacs")
     wide = wide.dropna(subset=[accuracy, "gmacs"])
-    colours = palette(list(wide["label"]))
+    styles = operator_styles(wide)
     groups = list(wide.groupby(["architecture", "protocol", "preset", "dataset", "scale", *_setting(wide)], sort=True))
-    fig, axes = _new_figure(len(groups))
-    for ax, (key, g) in zip(axes[0], groups):
-        y = g[accuracy] * 100
-        std = g.get(f"{accuracy}_std", pd.Series(np.nan, index=g.index)) * 100
+    cols, rows = _grid(len(groups), 2)
+    fig, axes = _new_figure(cols, rows, size=(6.4, 4.6))
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
+    to_label = []
+    for ax, (key, g) in zip(axes.flat, groups):
+        y = g[accuracy].to_numpy() * 100
+        std = g.get(f"{accuracy}_std", pd.Series(np.nan, index=g.index)).to_numpy() * 100
         low, high = (g.get(f"{accuracy}_{b}") for b in ("ci_low", "ci_high"))
         bars = error_bars(y, std, None if low is None else low * 100, None if high is None else high * 100)
-        for i, (label, xi, yi) in enumerate(zip(g["label"], g["gmacs"], y)):
-            ax.errorbar(xi, yi, yerr=bars[:, i : i + 1], fmt="o", color=colours[label], label=label)
-            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
         front = pareto_front(g.assign(acc=y), "gmacs", "acc")
-        ax.step(front["gmacs"], front["acc"], where="post", ls="--", color="0.3", lw=1, label="Pareto front")
-        ax.set(title=f"{key[0]} / {key[1]} / x{key[4]}", xlabel="GMACs", ylabel=f"{accuracy} (%)")
-    _legend(fig, axes)
+        ax.step(front["gmacs"], front["acc"], where="post", ls="--", color="0.45", lw=1, zorder=1)
+        for i, label in enumerate(g["label"]):
+            s = styles[label]
+            ax.errorbar(
+                g["gmacs"].iloc[i], y[i], yerr=bars[:, i : i + 1], fmt=s["marker"], color=s["color"], ms=5,
+                mfc="white" if s["family"] == "task-agnostic" else s["color"], capsize=2, lw=1, zorder=3,
+            )  # fmt: skip
+        log = _log_if_spread(ax, g["gmacs"])
+        ax.set(
+            title=f"{key[0]} / {key[1]} / x{key[4]} ({key[2]}, {key[3]})",
+            xlabel="GMACs of the whole model" + (" (log scale)" if log else ""),
+            ylabel=f"{accuracy} (%)",
+        )
+        ax.margins(x=0.12, y=0.08)
+        to_label.append((ax, g["gmacs"].to_numpy(float), y, list(g["label"])))
+    _family_legend(fig, styles, [(Line2D([], [], ls="--", color="0.45"), "Pareto front")])
+    for ax, xs, ys, labels in to_label:  # last: labels are placed on the final layout
+        place_labels(ax, xs, ys, labels, [styles[lab]["color"] for lab in labels])
     return fig
 
 
 def bf_vs_ratio_figure(train: pd.DataFrame, metric: str = "BF") -> Figure:
-    """``metric`` (%) against the upsampling ratio, one line per operator, one panel per architecture."""
+    """``metric`` (%) against the upsampling ratio with error bars; one panel per architecture, or
+    with more than :data:`CROWDED` operators one panel per operator (bilinear in grey in each)."""
     sub = train[train["metric"] == metric]
     if sub.empty:
         raise FigureSkipped(f"no train cell has {metric}")
     if sub["scale"].nunique() < 2:
         raise FigureSkipped(f"{metric} is measured at one ratio only (x{sub['scale'].iloc[0]})")
-    colours = palette(list(sub["label"]))
-    panels = list(sub.groupby(["architecture", "preset", "dataset"], sort=True))
-    fig, axes = _new_figure(len(panels))
-    for ax, (key, g) in zip(axes[0], panels):
+    archs = [
+        (k, g) for k, g in sub.groupby(["architecture", "preset", "dataset"], sort=True) if g["scale"].nunique() > 1
+    ]
+    if not archs:
+        raise FigureSkipped(f"{metric} is measured at one ratio per architecture only")
+    sub = pd.concat([g for _, g in archs])
+    styles = operator_styles(sub)
+    labels = sorted(set(sub["label"]), key=lambda lab: (lab != REFERENCE, lab))
+    multiples = len(labels) > CROWDED
+    panels = [(a, lab) for a in archs for lab in labels] if multiples else [(a, None) for a in archs]
+    cols, rows = _grid(len(panels), 5 if multiples else 3)
+    fig, axes = _new_figure(cols, rows, size=(2.6, 2.2) if multiples else (4.2, 3.3), sharey=multiples)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    scales = sorted(sub["scale"].unique())
+    ends: list[tuple] = []  # (axes, x, y, label) of each line's last point, labelled directly
+    for ax, ((key, g), only) in zip(axes.flat, panels):
         for label, lg in g.groupby("label", sort=True):
+            if only is not None and label not in (only, REFERENCE):
+                continue
             lg = lg.sort_values("scale", kind="mergesort")
             bounds = [lg[b] * 100 if b in lg else None for b in ("ci_low", "ci_high")]
             err = error_bars(lg["mean"] * 100, lg["std"] * 100, *bounds)
-            ax.errorbar(lg["scale"], lg["mean"] * 100, yerr=err, marker="o", color=colours[label], label=label)
-        scales = sorted(g["scale"].unique())
+            faint = only is not None and label != only
+            s = styles[label]
+            ax.errorbar(
+                lg["scale"], lg["mean"] * 100, yerr=err, marker=s["marker"], color=GREY if faint else s["color"],
+                ms=4, capsize=2, lw=1, label=label, zorder=1 if faint else 3,
+            )  # fmt: skip
+            if only is None:
+                ends.append((ax, lg["scale"].iloc[-1], lg["mean"].iloc[-1] * 100, label))
         ax.set_xscale("log", base=2)
         ax.set_xticks(scales, [f"x{s}" for s in scales])
         ax.minorticks_off()
-        ax.set(title=f"{key[0]} ({key[1]}, {key[2]})", xlabel="upsampling ratio", ylabel=f"{metric} (%)")
-    _legend(fig, axes)
+        title = only if only is not None else f"{key[0]} ({key[1]}, {key[2]})"
+        ax.set_title(title, fontsize=8, color=styles[only]["color"] if only else "black")
+        ax.set(xlabel="upsampling ratio" if ax.get_subplotspec().is_last_row() or not multiples else "",
+               ylabel=f"{metric} (%)" if ax.get_subplotspec().is_first_col() else "")  # fmt: skip
+        ax.margins(x=0.25 if only is None else 0.1)
+    extra = [(Line2D([], [], color=GREY), "bilinear, for reference")] if multiples else []
+    _family_legend(fig, styles, extra)
+    for ax in {id(e[0]): e[0] for e in ends}.values():
+        mine = [e for e in ends if e[0] is ax]
+        place_labels(ax, np.array([e[1] for e in mine], float), np.array([e[2] for e in mine], float),
+                     [e[3] for e in mine], [styles[e[3]]["color"] for e in mine])  # fmt: skip
     return fig
 
 
+# --------------------------------------------------------------------------- cost figures
 OPS_METRICS = (
     ("latency_forward", "forward latency (ms)"),
     ("latency_forward_backward", "forward+backward latency (ms)"),
@@ -157,32 +396,52 @@ OPS_METRICS = (
 )
 
 
+def _ops_sizes(ops: pd.DataFrame) -> pd.DataFrame:
+    dims = ops[["batch", "in_channels", "lr_height", "lr_width", "guide_channels"]].astype(int)
+    return ops.assign(size=[f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in dims.to_numpy()])
+
+
 def ops_costs_figure(ops: pd.DataFrame) -> Figure:
-    """Latency and peak memory against ratio (x) per input size (columns), one line per operator."""
+    """A dot plot per cost metric (rows) and input size (columns): operators listed on the y axis
+    (sorted by the cost at the largest ratio, labelled directly), one marker per ratio on a log x
+    axis, the interquartile range of the timed calls as a horizontal bar where known."""
     metrics = [(m, name) for m, name in OPS_METRICS if (ops["metric"] == m).any()] if not ops.empty else []
     if not metrics:
         raise FigureSkipped("no ops rows with latency or peak memory (run an ops suite, e.g. `upbench run ops`)")
-    dims = ops[["batch", "in_channels", "lr_height", "lr_width", "guide_channels"]].astype(int)
-    keys = [tuple(r) for r in dims.to_numpy()]
-    ops = ops.assign(size=[f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in keys])
-    sizes = [f"{b}x{c}x{h}x{w} g{g}" for b, c, h, w, g in sorted(set(keys))]
-    colours = palette(list(ops["label"]))
-    fig, axes = _new_figure(len(sizes), len(metrics))
+    ops = _ops_sizes(ops)
+    sizes = sorted(set(ops["size"]), key=lambda s: [int(v) for v in s.replace(" g", "x").split("x")])
+    scales = sorted(ops["scale"].unique())
+    ratio_colours = dict(zip(scales, matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(scales)))))
+    styles = operator_styles(ops)
+    n_labels = ops["label"].nunique()
+    fig, axes = _new_figure(len(sizes), len(metrics), size=(3.6, 0.8 + 0.2 * n_labels))
     for row, (metric, name) in enumerate(metrics):
         for col, size in enumerate(sizes):
             ax = axes[row, col]
             g = ops[(ops["metric"] == metric) & (ops["size"] == size)]
-            for label, lg in g.groupby("label", sort=True):
-                lg = lg.sort_values("scale", kind="mergesort")
-                ax.plot(lg["scale"], lg["mean"], marker="o", color=colours[label], label=label, **family_style(lg))
-            scales = sorted(ops["scale"].unique())
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(scales, [f"x{s}" for s in scales])
-            ax.minorticks_off()
-            if not g.empty and (g["mean"] > 0).all():
-                ax.set_yscale("log")
-            ax.set(title=f"input {size}", xlabel="upsampling ratio", ylabel=name)
-    _legend(fig, axes)
+            if g.empty:
+                ax.set_visible(False)
+                continue
+            top = g[g["scale"] == g["scale"].max()].set_index("label")["mean"]
+            order = sorted(set(g["label"]), key=lambda lab: (top.get(lab, np.inf), lab))
+            ypos = {lab: i for i, lab in enumerate(order)}
+            for scale, sg in g.groupby("scale", sort=True):
+                y = sg["label"].map(ypos).to_numpy(float)
+                if {"q1", "q3"} <= set(sg) and sg["q1"].notna().any():
+                    ax.hlines(y, sg["q1"], sg["q3"], color=ratio_colours[scale], lw=2.5, alpha=0.5)
+                ax.plot(sg["mean"], y, "o", ms=4, color=ratio_colours[scale], label=f"x{scale}")
+            ax.set_yticks(range(len(order)), order, fontsize=7)
+            for tick, lab in zip(ax.get_yticklabels(), order):
+                tick.set_color(styles[lab]["color"])
+            ax.set_xscale("log") if (g["mean"] > 0).all() else None
+            ax.set_ylim(-0.7, len(order) - 0.3)
+            ax.grid(axis="y", alpha=0.15)
+            ax.set_title(f"input {size}", fontsize=8)
+            ax.set_xlabel(name)
+    handles = [Line2D([], [], marker="o", ls="", color=ratio_colours[s]) for s in scales]
+    fig.legend(handles, [f"x{s}" for s in scales], loc="outside lower center", ncols=len(scales), fontsize=7,
+               title="upsampling ratio (bar: interquartile range of the timed calls)", title_fontsize=7,
+               frameon=False)  # fmt: skip
     return fig
 
 
@@ -194,15 +453,25 @@ SIZE_METRICS = (
 )
 
 
-def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None) -> Figure:
-    """Cost against the output size (HR pixels) on log-log axes: one column per channel count, one line
-    per operator (every ratio and LR size of the grid), out-of-memory cells as crosses on the top edge."""
-    metrics = [(m, name) for m, name in SIZE_METRICS if not ops.empty and (ops["metric"] == m).any()]
-    if not metrics:
+def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None, metric: str | None = None) -> Figure:
+    """Cost against the output size (HR pixels) on log-log axes, as small multiples: one panel per
+    operator (titled with its name), one line per channel count (median over the ratios and LR
+    sizes that give the same output size; the interquartile band of the timed calls where known),
+    every other operator in faint grey behind it, out-of-memory cells as crosses on the top edge.
+    ``metric``: the cost drawn (default: forward+backward latency, else forward latency, else the
+    first of :data:`SIZE_METRICS` present)."""
+    present = [m for m, _ in SIZE_METRICS if not ops.empty and "metric" in ops and (ops["metric"] == m).any()]
+    if not present:
         raise FigureSkipped(
             "no ops rows with GMACs, latency or peak memory (run an ops suite, e.g. `upbench run cost`)"
         )
+    if metric is None:
+        metric = next((m for m in ("latency_forward_backward", "latency_forward") if m in present), present[0])
+    if metric not in present:
+        raise FigureSkipped(f"no ops rows with {metric}")
+    name = dict(SIZE_METRICS)[metric]
     pixels = lambda d: d["lr_height"] * d["lr_width"] * d["scale"] ** 2  # noqa: E731
+    ops = ops[ops["metric"] == metric]
     ops = ops.assign(pixels=pixels(ops))
     oom = pd.DataFrame()
     if rows is not None and not rows.empty and "status" in rows:
@@ -211,56 +480,88 @@ def ops_size_figure(ops: pd.DataFrame, rows: pd.DataFrame | None = None) -> Figu
     channels = sorted(
         set(ops["in_channels"].astype(int)) | set(oom["in_channels"].astype(int) if not oom.empty else [])
     )
-    colours = palette(sorted(set(ops["label"]) | set(oom["label"] if not oom.empty else [])))
-    fig, axes = _new_figure(len(channels), len(metrics))
-    for row, (metric, name) in enumerate(metrics):
-        for col, c in enumerate(channels):
-            ax = axes[row, col]
-            g = ops[(ops["metric"] == metric) & (ops["in_channels"] == c)]
-            for label, lg in g.groupby("label", sort=True):
-                lg = lg.groupby("pixels", as_index=False)["mean"].median().sort_values("pixels")
-                style = family_style(g[g["label"] == label])
-                ax.plot(lg["pixels"], lg["mean"], marker="o", ms=3, color=colours[label], label=label, **style)
-            ax.set_xscale("log")
-            if not g.empty and (g["mean"] > 0).all():
-                ax.set_yscale("log")
-            lost = oom[oom["in_channels"] == c] if not oom.empty else oom
-            for label, lg in lost.groupby("label", sort=True) if not lost.empty else ():
-                ax.plot(
-                    lg["pixels"], [1.0] * len(lg), "x", ms=7, color=colours[label], transform=ax.get_xaxis_transform()
-                )
-            ax.set(title=f"{c} channels", xlabel="output pixels (H x W)", ylabel=name)
-    _legend(fig, axes)
+    shades = dict(zip(channels, ("#1b4f8a", "#e08214", "#5e3c99", "#1b7837", "#b2182b")))
+    styles = operator_styles(pd.concat([ops[["label"]], oom[["label"]]]) if not oom.empty else ops)
+    labels = sorted(styles, key=lambda lab: (lab != REFERENCE, styles[lab]["family"], lab))
+    cols, nrows = _grid(len(labels), 5)
+    fig, axes = _new_figure(cols, nrows, size=(2.5, 2.1), sharex=True, sharey=True)
+    for ax in axes.flat[len(labels) :]:
+        ax.set_visible(False)
+    curves = {}
+    for (label, c), lg in ops.groupby(["label", "in_channels"], sort=True):
+        agg = {"mean": "median", **({"q1": "median", "q3": "median"} if {"q1", "q3"} <= set(lg) else {})}
+        curves[(label, int(c))] = lg.groupby("pixels", as_index=False).agg(agg).sort_values("pixels")
+    for ax, label in zip(axes.flat, labels):
+        for (other, _), curve in curves.items():
+            if other != label:
+                ax.plot(curve["pixels"], curve["mean"], color=GREY, lw=0.6, alpha=0.6, zorder=1)
+        for (other, c), curve in curves.items():
+            if other != label:
+                continue
+            ax.plot(curve["pixels"], curve["mean"], marker="o", ms=2.5, lw=1.2, color=shades[c], zorder=3)
+            if "q1" in curve and curve["q1"].notna().any():
+                ax.fill_between(curve["pixels"], curve["q1"], curve["q3"], color=shades[c], alpha=0.25, lw=0)
+        lost = oom[oom["label"] == label] if not oom.empty else oom
+        for c, lg in lost.groupby("in_channels") if not lost.empty else ():
+            ax.plot(lg["pixels"], [1.0] * len(lg), "x", ms=6, color=shades[int(c)], transform=ax.get_xaxis_transform())
+        ax.set_xscale("log")
+        if (ops["mean"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(label, fontsize=8, color=styles[label]["color"])
+    for ax in axes[-1]:
+        ax.set_xlabel("output pixels (H x W)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(name, fontsize=7)
+    handles = [Line2D([], [], color=shades[c], marker="o", ms=3) for c in channels]
+    names = [f"{c} channels" for c in channels]
+    if not oom.empty:
+        handles.append(Line2D([], [], marker="x", ls="", color="0.3"))
+        names.append("out of memory")
+    handles.append(Line2D([], [], color=GREY))
+    names.append("the other operators")
+    fig.legend(handles, names, loc="outside lower center", ncols=len(handles), fontsize=7, frameon=False)
+    fig.suptitle(f"{name} against output size (title colour: family)", fontsize=9)
     return fig
 
 
-def operator_family(operator: object) -> str:
-    """The registry family of ``operator`` (``"segmentation"`` for names the registry does not know)."""
-    from upbench.errors import UnknownOperatorError
-    from upbench.registry import operator_info
-
-    try:
-        return operator_info(str(operator)).family
-    except UnknownOperatorError:
-        return "segmentation"
-
-
-def family_style(rows: pd.DataFrame) -> dict[str, str]:
-    """Line style of one operator's rows: solid for the segmentation family, dashed for the task-agnostic one
-    (both families drawn together, told apart at a glance; the legend says which is which)."""
-    ops = rows["operator"].dropna().unique() if "operator" in rows else []
-    task_agnostic = len(ops) > 0 and operator_family(ops[0]) == "task-agnostic"
-    return {"linestyle": "--" if task_agnostic else "-"}
-
-
-def _legend(fig: Figure, axes: np.ndarray) -> None:
-    handles: dict[str, object] = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    if handles:
-        dashed = any(getattr(h, "get_linestyle", lambda: "-")() == "--" for h in handles.values())
-        title = "solid: segmentation\ndashed: task-agnostic" if dashed else None
-        fig.legend(
-            handles.values(), handles.keys(), loc="outside right upper", fontsize=7, title=title, title_fontsize=7
+# --------------------------------------------------------------------------- captions
+def caption(name: str, train: pd.DataFrame | None = None) -> str:
+    """The caption of figure ``name`` (a figure stem of the report), saying what marks, bars and
+    bands are; accuracy captions name the kind of error bar the data gave (:func:`bars_kind`)."""
+    bars = {
+        "interval": "error bars: 95 % bootstrap interval of the mean over validation images and seeds",
+        "std": "error bars: ± std over seeds (no per-image records, so no intervals)",
+        "none": "no error bars (one seed and no per-image records)",
+    }
+    if name == "accuracy_vs_gmacs":
+        kind = bars_kind(train, "mIoU") if train is not None else "interval"
+        return (
+            "mIoU against the whole model's GMACs, one point per operator (mean over seeds; "
+            f"{bars[kind]}); colour: family, marker: operator; dashed: the Pareto front (no operator "
+            "is both cheaper and more accurate). GMACs are on a log scale where they span more than a decade."
         )
+    if name == "bf_vs_ratio":
+        kind = bars_kind(train, "BF") if train is not None else "interval"
+        return f"BF against the upsampling ratio, mean over seeds ({bars[kind]}); grey: bilinear for reference."
+    if name == "ops_costs":
+        return (
+            "Cost of each operator alone at every ratio and input size (median of the timed calls; bar: "
+            "interquartile range where recorded), operators sorted by the cost at the largest ratio; log scale."
+        )
+    if name.startswith("ops_sizes"):
+        return (
+            "Cost against output size, one panel per operator (log-log; grey: the other operators; line: "
+            "median over the grid points with that output size; band: interquartile range of the timed "
+            "calls; x: out of memory)."
+        )
+    if name.startswith("learning_curves"):
+        return (
+            "Training loss per operator (running mean over the logged steps, window in the title; line: mean "
+            "over seeds, band: min–max over seeds; grey: bilinear); last panel: the learning-rate schedule."
+        )
+    if name.startswith("qualitative"):
+        return (
+            "Each operator's model (lowest seed) on the first validation images: prediction, error "
+            "(red: wrong, grey: ignored) and a PCA colouring of the upsampled feature; class colours in the legend."
+        )
+    return ""

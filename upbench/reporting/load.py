@@ -34,11 +34,11 @@ CELL_METRIC = "cell"
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
-    """``run_dir`` as a Path; raise :class:`UpbenchError` unless it holds ``results.jsonl``."""
-    path = Path(run_dir)
-    if not (path / "results.jsonl").is_file():
-        raise UpbenchError(f"{path} is not a run directory: it has no results.jsonl (run `upbench run` first)")
-    return path
+    """The folder holding the results of ``run_dir``: the run folder itself, or the ``run/`` folder a
+    report ships (:mod:`upbench.reporting.bundle`); :class:`UpbenchError` when there is neither."""
+    from upbench.reporting.bundle import resolve_run_dir
+
+    return resolve_run_dir(run_dir)
 
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
@@ -82,10 +82,11 @@ def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 
     Train cells are aggregated over seeds only within one setting (``setting_id``: the resolved
     configuration without seed and operator, :mod:`upbench.reporting.settings`); ``q1``/``q3``
-    are the (seed-averaged) quartiles of measurements that have them (latency, peak memory).
+    (train and ops) are the (seed-averaged) quartiles of measurements that have them (latency).
     """
     from upbench.reporting.settings import attach_setting_ids
 
+    run_dir = check_run_dir(run_dir)
     rows = load_rows(run_dir)
     points = measurements(rows)
     train_rows, _ = attach_setting_ids(rows[rows["kind"] == "train"], run_dir)
@@ -94,7 +95,9 @@ def summarise(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     return {
         "rows": rows,
         "train": _with_quartiles(train, train_rows, keys),
-        "ops": aggregate(points[points["kind"] == "ops"], OPS_KEYS),
+        "ops": _with_quartiles(
+            aggregate(points[points["kind"] == "ops"], OPS_KEYS), rows[rows["kind"] == "ops"], OPS_KEYS
+        ),
     }
 
 
@@ -132,7 +135,7 @@ def suite_name(run_dir: str | Path) -> str:
 
 def cell_config(run_dir: str | Path, cell_id: str) -> dict[str, Any]:
     """The resolved config of a cell (``cells/<cell_id>/config.json``)."""
-    path = Path(run_dir) / "cells" / cell_id / "config.json"
+    path = check_run_dir(run_dir) / "cells" / cell_id / "config.json"
     if not path.is_file():
         raise UpbenchError(f"cell {cell_id}: {path} is missing")
     return json.loads(path.read_text(encoding="utf-8"))

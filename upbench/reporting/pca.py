@@ -29,9 +29,7 @@ def _pixels(features: Tensor) -> Tensor:
     if features.dim() == 3:
         features = features[None]
     if features.dim() != 4:
-        raise InputShapeError(
-            f"PCA colouring: expected (C, H, W) or (B, C, H, W), got {tuple(features.shape)}"
-        )
+        raise InputShapeError(f"PCA colouring: expected (C, H, W) or (B, C, H, W), got {tuple(features.shape)}")
     return features.detach().cpu().to(torch.float64).permute(0, 2, 3, 1).reshape(-1, features.shape[1])
 
 

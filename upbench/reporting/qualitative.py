@@ -50,6 +50,20 @@ class Panel:
     pca: dict[str, np.ndarray] = field(default_factory=dict)  # label -> [N, h, w, 3]
     mosaic: dict[str, float | None] = field(default_factory=dict)  # label -> mosaic index (None: n/a)
     problems: dict[str, str] = field(default_factory=dict)  # label -> why it is missing or n/a
+    class_names: tuple[str, ...] = ()  # the dataset's, for the class-colour legend
+
+
+def _class_names(config: dict[str, Any]) -> tuple[str, ...]:
+    from upbench.data import dataset_info
+
+    try:
+        return tuple(dataset_info(config["dataset"]["name"]).class_names)
+    except (UpbenchError, KeyError):
+        return ()
+
+
+#: The class legend lists at most this many classes (those covering most pixels of the panel).
+LEGEND_CLASSES = 24
 
 
 def load_cell_model(config: dict[str, Any], num_classes: int) -> nn.Module:
@@ -91,9 +105,7 @@ def _display(images: torch.Tensor) -> np.ndarray:
     return ((images - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
 
 
-def collect(
-    run_dir: str | Path, rows: pd.DataFrame, *, n_images: int = 3, device: str = "cpu"
-) -> list[Panel]:
+def collect(run_dir: str | Path, rows: pd.DataFrame, *, n_images: int = 3, device: str = "cpu") -> list[Panel]:
     """A :class:`Panel` per train group with saved models; a model that fails is noted in ``problems``."""
     run_dir = Path(run_dir)
     panels = []
@@ -116,12 +128,11 @@ def collect(
             ignore_index=ignore,
             images=_display(images),
             targets=targets.numpy(),
+            class_names=_class_names(first),
         )
         for label, cell_id in zip(group["label"], group["cell_id"]):
             try:
-                _run_model(
-                    panel, label, cell_config(run_dir, cell_id), run_dir / "cells" / cell_id, images, device
-                )
+                _run_model(panel, label, cell_config(run_dir, cell_id), run_dir / "cells" / cell_id, images, device)
             except (UpbenchError, RuntimeError, KeyError, ValueError, OSError) as err:  # keep the others
                 panel.problems[label] = f"cell {cell_id}: {type(err).__name__}: {err}"
                 log.warning("qualitative %s: %s skipped: %s", panel.title, label, panel.problems[label])
@@ -140,9 +151,7 @@ def _run_model(
         out = model(images.to(device), return_features=True)
     logits, features = out
     if "upsampled" not in features:
-        raise UpbenchError(
-            f"cell {cell_dir.name}: model(..., return_features=True) has no 'upsampled' feature"
-        )
+        raise UpbenchError(f"cell {cell_dir.name}: model(..., return_features=True) has no 'upsampled' feature")
     feature = features["upsampled"].float().cpu()
     panel.predictions[label] = logits.argmax(1).cpu().numpy()
     basis = pca_basis(feature)
@@ -221,15 +230,34 @@ def qualitative_figure(panel: Panel) -> Figure:
         axes[r, 0].set_ylabel(f"{label}\nmosaic {'n/a' if value is None else f'{value:.2f}'}", fontsize=7)
         for i in range(n):
             pred = panel.predictions[label][i]
-            axes[r, 3 * i].imshow(
-                pred, cmap=cmap, vmin=0, vmax=panel.num_classes - 1, interpolation="nearest"
-            )
-            axes[r, 3 * i + 1].imshow(
-                _error_rgb(pred, panel.targets[i], panel.ignore_index), interpolation="nearest"
-            )
+            axes[r, 3 * i].imshow(pred, cmap=cmap, vmin=0, vmax=panel.num_classes - 1, interpolation="nearest")
+            axes[r, 3 * i + 1].imshow(_error_rgb(pred, panel.targets[i], panel.ignore_index), interpolation="nearest")
             axes[r, 3 * i + 2].imshow(panel.pca[label][i], interpolation="nearest")
             if r == 1:
                 for j, name in enumerate(("prediction", "error", "PCA of upsampled")):
                     axes[r, 3 * i + j].set_title(name, fontsize=7)
     fig.suptitle(panel.title, fontsize=9)
+    _class_legend(fig, panel, cmap)
     return fig
+
+
+def _class_legend(fig: Figure, panel: Panel, cmap: ListedColormap) -> None:
+    """A legend of the class colours: the classes of the ground truth and predictions shown, by pixel
+    count (at most :data:`LEGEND_CLASSES`), with the dataset's names where known."""
+    from matplotlib.patches import Patch
+
+    maps = [panel.targets, *panel.predictions.values()]
+    counts = np.zeros(max(panel.num_classes, 1), dtype=np.int64)
+    for m in maps:
+        valid = m[(m >= 0) & (m < panel.num_classes)]
+        counts += np.bincount(valid.ravel(), minlength=len(counts))[: len(counts)]
+    shown = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0][:LEGEND_CLASSES]
+    if not shown:
+        return
+    names = panel.class_names if len(panel.class_names) == panel.num_classes else ()
+    handles = [Patch(color=cmap(c), label=f"{c}: {names[c]}" if names else f"class {c}") for c in sorted(shown)]
+    more = int((counts > 0).sum()) - len(shown)
+    if more > 0:
+        handles.append(Patch(color="white", label=f"... {more} more classes"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6), fontsize=7,
+               frameon=False)  # fmt: skip

@@ -113,18 +113,21 @@ def ratio_markdown(trends: dict[str, pd.DataFrame]) -> list[str]:
             gaps = sorted(part.loc[part["kind"] == "gap", "scale"].unique())
             changes = sorted(part.loc[part["kind"] == "change", "scale"].unique())
             low = gaps[0]
-            head = [f"gap x{s}" for s in gaps] + [f"x{s} − x{low}" for s in changes]
-            lines += [
-                f"### Against {reference} (ratio family {family})",
-                "",
-                "| operator | metric | " + " | ".join(head) + " |",
-                "|---|---|" + "---|" * len(head),
-            ]
-            for (label, metric), rows in part.groupby(["operator", "metric"], sort=True):
-                cells = [_cell(rows[(rows["kind"] == "gap") & (rows["scale"] == s)].iloc[0]) for s in gaps]
-                cells += [_cell(rows[(rows["kind"] == "change") & (rows["scale"] == s)].iloc[0]) for s in changes]
-                lines.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
-            lines.append("")
+            for kind, scales, head in (
+                ("gap", gaps, [f"gap x{s}" for s in gaps]),
+                ("change", changes, [f"x{s} − x{low}" for s in changes]),
+            ):
+                what = "gap at each ratio" if kind == "gap" else f"change of the gap from x{low}"
+                lines += [
+                    f"### Against {reference} (ratio family {family}): {what}",
+                    "",
+                    "| operator | metric | " + " | ".join(head) + " |",
+                    "|---|---|" + "--:|" * len(head),
+                ]
+                for (label, metric), rows in part.groupby(["operator", "metric"], sort=True):
+                    cells = [_cell(rows[(rows["kind"] == kind) & (rows["scale"] == s)].iloc[0]) for s in scales]
+                    lines.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
+                lines.append("")
     if not lines:
         return []
     intro = [

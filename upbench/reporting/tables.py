@@ -2,17 +2,18 @@
 
 One table per group (architecture, protocol, preset, dataset, scale and the full resolved
 setting for train results; scale and input size for ops results); one row per operator label,
-one column per metric. A cell shows the mean over seeds, ``± std`` when there are several seeds
-(and the std is not 0), the difference to the ``bilinear`` row in parentheses, and ``[n=k]`` when
-that metric has a different number of seeds than the row.
+one column per metric. A value cell is compact: the mean over seeds and ``± std`` when there
+are several seeds (and the std is not 0), ``median [q1–q3]`` for latency and peak memory, and
+``[n=k]`` when that metric has a different number of seeds than the row.
 
 With an ``analysis`` (:class:`upbench.reporting.compare.RunBootstrap`, from the per-image
-records) accuracy differences carry their 95 % paired-bootstrap interval, ``*`` when it excludes
-0, guided operators also show their gain over the ``guided_bilinear`` control (``ctrl``), and
-bold marks the tie group: the best mean and every value not significantly worse than it. Latency
-and peak memory with quartiles show ``median [q1–q3]``; their ties and ``*`` marks come from
-overlapping interquartile ranges. Other columns bold the best value at the printed precision.
-Only this module rounds: stored values are never rounded.
+records) bold marks the tie group (the best mean and every value not significantly worse than
+it), and the differences go to their own tables, one per reference: each operator minus
+``bilinear``, and each guided operator minus the ``guided_bilinear`` control, with the 95 %
+paired-bootstrap interval and ``*`` when it excludes 0 (:func:`differences`). Latency and peak
+memory ties come from overlapping interquartile ranges; other columns bold the best value at the
+printed precision. Which columns: :func:`select_columns`. Only this module rounds: stored values
+are never rounded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from upbench.metrics import headline_metrics, headline_scores
 REFERENCE = "bilinear"
 CONTROL = "guided_bilinear"
 MISSING = "—"
+#: Differences (often a fraction of a point) get one decimal more than the values they compare.
+DIFF_EXTRA_DECIMALS = 1
 SPREAD_METRICS = ("latency_forward", "peak_memory")
 
 
@@ -61,7 +64,7 @@ def accuracy_metrics() -> tuple[str, ...]:
 
 def train_columns() -> tuple[Column, ...]:
     """The columns of a train table: each headline metric in %, then the costs."""
-    accuracy = tuple(Column(s.key, f"{s.key} (%)", 100.0, 2, s.higher_is_better) for s in headline_scores())
+    accuracy = tuple(Column(s.key, f"{s.key} (%)", 100.0, 1, s.higher_is_better) for s in headline_scores())
     return accuracy + COST_COLUMNS
 
 
@@ -73,6 +76,10 @@ OPS_COLUMNS = (
     Column("peak_memory", "peak mem. (MiB)", 1.0, 2, False),
     Column("peak_memory_forward_backward", "fwd+bwd mem. (MiB)", 1.0, 2, False, optional=True),
 )
+#: What a report shows by default: the accuracy metrics (:func:`accuracy_metrics`), then the
+#: operator's cost (``--metrics``, ``--columns`` of ``upbench report`` choose others from
+#: :func:`train_columns`).
+DEFAULT_COST_COLUMNS = ("operator_params", "gmacs", "latency_forward")
 TRAIN_GROUP = ("architecture", "protocol", "preset", "dataset", "scale")
 OPS_GROUP = ("scale", "batch", "in_channels", "lr_height", "lr_width", "guide_channels", "dtype", "device")
 
@@ -99,11 +106,15 @@ class Table:
 
     title: str
     stem: str
-    headers: tuple[str, ...]
+    columns: tuple[Column, ...]
     rows: tuple[tuple[str, int, tuple[Entry, ...]], ...]
     reference: str | None
     notes: tuple[str, ...] = ()
     intervals: bool = False
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return tuple(c.header for c in self.columns)
 
 
 def _round(value: float, decimals: int) -> float:
@@ -170,7 +181,7 @@ def build_table(
                     extra["marked"] = not _overlap(quartiles[(lab, col.metric)], quartiles[(reference, col.metric)])
             entries.append(Entry(mean, std, n if n != seeds else 0, delta, is_best, col.decimals, **extra))
         rows.append((lab, seeds, tuple(entries)))
-    return Table(title, stem, tuple(c.header for c in columns), tuple(rows), reference, intervals=intervals)
+    return Table(title, stem, columns, tuple(rows), reference, intervals=intervals)
 
 
 def _quartiles(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
@@ -227,87 +238,175 @@ def _fmt(value: float, decimals: int, sign: bool = False) -> str:
 
 
 def _entry_text(e: Entry, bold: tuple[str, str], pm: str) -> str:
+    """A value cell: mean (bold in the tie group), ``[q1–q3]`` where known, ``± std`` over seeds."""
     if e.mean is None:
         return MISSING
-    mean = _fmt(e.mean, e.decimals)
+    mean = _fmt(e.mean, e.decimals if e.spread is None else _spread_decimals(e.spread[1], e.decimals))
     text = f"{bold[0]}{mean}{bold[1]}" if e.best else mean
     if e.spread is not None:
-        text += f" [{_fmt(e.spread[0], e.decimals)}–{_fmt(e.spread[1], e.decimals)}]"
-    if e.std is not None:
-        text += f" {pm} {_fmt(e.std, e.decimals)}"
-    mark = "*" if e.marked else ""
-    if e.delta is not None and e.ci is not None:
-        lo, hi = (_fmt(v, e.decimals, sign=True) for v in e.ci)
-        text += f" ({_fmt(e.delta, e.decimals, sign=True)} [{lo}, {hi}]{mark})"
-    elif e.delta is not None:
-        text += f" ({_fmt(e.delta, e.decimals, sign=True)}{mark})"
-    if e.control is not None:
-        d, lo, hi, marked = e.control
-        text += f" (ctrl {_fmt(d, e.decimals, sign=True)} [{_fmt(lo, e.decimals, sign=True)}, "
-        text += f"{_fmt(hi, e.decimals, sign=True)}]{'*' if marked else ''})"
+        low, high = (_fmt(v, _spread_decimals(e.spread[1], e.decimals)) for v in e.spread)
+        text += f" [{low}–{high}]"
+    elif e.std is not None:
+        text += f"{pm}{_fmt(e.std, e.decimals)}"
     if e.n:
         text += f" [n={e.n}]"
     return text
 
 
+def _spread_decimals(value: float, decimals: int) -> int:
+    """Fewer decimals for large quartiles (about 4 significant digits), so that cells stay short."""
+    magnitude = int(math.floor(math.log10(abs(value)))) + 1 if value and math.isfinite(value) else 1
+    return max(0, min(decimals, 4 - magnitude))
+
+
+def interval_text(d: float, lo: float, hi: float, marked: bool, decimals: int) -> str:
+    """``+d [lo, hi]`` with ``*`` when the interval excludes 0."""
+    parts = (_fmt(v, decimals, sign=True) for v in (d, lo, hi))
+    return "{} [{}, {}]".format(*parts) + ("*" if marked else "")
+
+
+def differences(table: Table, reference: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Rows ``(label, cells)`` of the difference table of ``table`` against ``reference``
+    (:data:`REFERENCE` or :data:`CONTROL`): the accuracy columns with intervals; empty when the
+    table has no intervals or no row has a difference to that reference."""
+    accuracy = accuracy_metrics()
+    cols = [i for i, c in enumerate(table.columns) if c.metric in accuracy]
+    if not table.intervals or not cols:
+        return []
+    out = []
+    for label, _, entries in table.rows:
+        if label == reference:
+            continue
+        cells = []
+        for i in cols:
+            e = entries[i]
+            if reference == CONTROL:
+                value = e.control
+            else:
+                value = (e.delta, *e.ci, e.marked) if e.delta is not None and e.ci is not None else None
+            cells.append(MISSING if value is None else interval_text(*value, e.decimals + DIFF_EXTRA_DECIMALS))
+        if any(c != MISSING for c in cells):
+            out.append((label, tuple(cells)))
+    return out
+
+
+def _diff_headers(table: Table) -> list[str]:
+    accuracy = accuracy_metrics()
+    return [c.metric for c in table.columns if c.metric in accuracy]
+
+
 def to_markdown(table: Table) -> str:
-    """The table as GitHub Markdown (a heading, the table and a one-line legend)."""
+    """The table as GitHub Markdown: a heading, the values (mean ± std), a short legend and the
+    caption notes, then one difference table per reference (bilinear, the guide control)."""
     head = ["operator", "n", *table.headers]
     lines = [
         f"### {table.title}",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * len(head)) + "|",
+        "|" + "|".join(["---"] * 2 + ["--:"] * len(table.headers)) + "|",
     ]
     for label, seeds, entries in table.rows:
         cells = [label, str(seeds), *(_entry_text(e, ("**", "**"), "±") for e in entries)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _legend(table), *(f"{note}" for note in table.notes), ""]
+    for ref in (REFERENCE, CONTROL):
+        rows = differences(table, ref)
+        if not rows:
+            continue
+        diff_head = ["operator", *(f"Δ {h}" for h in _diff_headers(table))]
+        lines += [
+            f"Difference to {ref} (points, 95 % interval){' — guided operators' if ref == CONTROL else ''}:",
+            "",
+            "| " + " | ".join(diff_head) + " |",
+            "|---|" + "--:|" * (len(diff_head) - 1),
+            *("| " + " | ".join([label, *cells]) + " |" for label, cells in rows),
+            "",
+        ]
     return "\n".join(lines)
 
 
 def _latex_escape(text: str) -> str:
     text = re.sub(r"([&%$#_{}])", r"\\\1", text).replace("~", r"\textasciitilde{}")
-    return text.replace("±", r"$\pm$").replace(MISSING, "--")
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace(MISSING, "--")
 
 
-def to_latex(table: Table) -> str:
-    """The table as a LaTeX ``table`` with ``booktabs`` rules."""
-    head = ["operator", "n", *table.headers]
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\caption{"
-        + _latex_escape(table.title)
-        + r". "
-        + _latex_escape(" ".join([_legend(table), *table.notes]))
-        + "}",
-        r"\label{tab:" + table.stem + "}",
+def _latex_tabular(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
         r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
         r"\toprule",
         " & ".join(_latex_escape(h) for h in head) + r" \\",
         r"\midrule",
+        *(" & ".join(cells) + r" \\" for cells in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
     ]
-    for label, seeds, entries in table.rows:
-        cells = [_latex_escape(label), str(seeds)]
-        cells += [_entry_text(e, (r"\textbf{", "}"), r"$\pm$").replace(MISSING, "--") for e in entries]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+
+
+def to_latex(table: Table, reference: str | None = None) -> str:
+    """The table as a LaTeX ``table`` with ``booktabs`` rules and a short caption (the longer
+    notes follow as ``%`` comments); ``reference`` (bilinear or the control): its difference
+    table instead (empty string when there is none)."""
+    star = r"$^*$"
+    if reference is not None:
+        rows = differences(table, reference)
+        if not rows:
+            return ""
+        head = ["operator", *(f"Δ {h}" for h in _diff_headers(table))]
+        body = [[_latex_escape(label), *(_latex_escape(c).replace("*", star) for c in cells)] for label, cells in rows]
+        caption = _latex_escape(
+            f"{table.title}: difference to {reference} in points, paired by seed, with its 95 % paired-bootstrap "
+            "interval over validation images and seeds; STAR: the interval excludes 0."
+        ).replace("STAR", star)
+        label, comments = f"{table.stem}-vs-{reference}", ()
+    else:
+        head = ["operator", "n", *table.headers]
+        body = [
+            [
+                _latex_escape(label),
+                str(seeds),
+                *(_latex_escape(_entry_text(e, ("BOLDOPEN", "BOLDCLOSE"), "±")) for e in entries),
+            ]
+            for label, seeds, entries in table.rows
+        ]
+        body = [[c.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}") for c in row] for row in body]
+        caption = _latex_escape(f"{table.title}. {_short_legend(table)}")
+        label, comments = table.stem, table.notes
+    return "\n".join(
+        [
+            r"% needs \usepackage{booktabs}",
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\caption{" + caption + "}",
+            r"\label{tab:" + label + "}",
+            *_latex_tabular(head, body),
+            r"\end{table}",
+            *(f"% {note}" for note in comments),
+            "",
+        ]
+    )
+
+
+def _short_legend(table: Table) -> str:
+    tie = (
+        "bold: the best mean and every value not significantly worse (95 % paired bootstrap)"
+        if table.intervals
+        else "bold: the best value"
+    )
+    spread = "; latency and memory: median [q1–q3]" if any(c.metric in SPREAD_METRICS for c in table.columns) else ""
+    return f"Mean ± std over n seeds; {tie}{spread}."
 
 
 def _legend(table: Table) -> str:
     if not table.intervals:
-        ref = f"; (±x): difference to {table.reference}" if table.reference else "; no bilinear row, so no deltas"
-        return f"Mean ± std over n seeds{ref}; best per column in bold; {MISSING}: not measured."
+        why = "" if table.reference else "; no bilinear row"
+        return (
+            f"Mean ± std over n seeds; best per column in bold (no per-image records, so no intervals{why}); "
+            f"latency and memory: median [q1–q3]; {MISSING}: not measured."
+        )
     return (
-        f"Mean ± std over n seeds; (+d [lo, hi]): difference to {table.reference} paired by seed, with its "
-        "95 % paired-bootstrap interval over validation images and seeds; * where the interval excludes 0; "
-        f"ctrl: the same against {CONTROL}, the guide control (guided operators only). Bold: the best "
-        "value and every value not significantly worse (tie group). Latency and peak memory: median "
-        "[q1–q3] over the timed calls, bold and * by non-overlapping interquartile ranges. Params and "
-        "GMACs: best in bold. op. params include the image stem a guided operator adds to the plain "
-        f"model; GMACs, latency and memory are the whole model's. {MISSING}: not measured."
+        "Mean ± std over n seeds. Bold: the tie group, the best mean and every value not significantly "
+        "worse (95 % paired bootstrap; latency and memory: median [q1–q3], tied while the IQRs overlap). "
+        f"{MISSING}: not measured. Differences with intervals follow the table."
     )
 
 
@@ -315,10 +414,35 @@ def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
 
 
-def train_tables(train: pd.DataFrame, analysis: Any = None) -> list[Table]:
+def select_columns(metrics: Any = None, columns: Any = None) -> tuple[Column, ...]:
+    """The train columns to show: ``metrics`` (accuracy metrics, default the headline metrics: mIoU,
+    BF, BIoU and any registered one) then ``columns`` (costs, default operator params, GMACs,
+    latency), each a list or a comma string of metric names from :func:`train_columns`; unknown
+    names raise :class:`UpbenchError`."""
+    from upbench.errors import UpbenchError
+
+    by_name = {c.metric: c for c in train_columns()}
+    chosen = []
+    defaults = ((metrics, accuracy_metrics(), "--metrics"), (columns, DEFAULT_COST_COLUMNS, "--columns"))
+    for given, default, what in defaults:
+        names = (
+            default if given is None else [n.strip() for n in (given.split(",") if isinstance(given, str) else given)]
+        )
+        unknown = [n for n in names if n not in by_name]
+        if unknown or not names:
+            raise UpbenchError(
+                f"{what}: unknown or empty {', '.join(unknown) or 'list'}; choose from {', '.join(by_name)}"
+            )
+        chosen += [by_name[n] for n in names if by_name[n] not in chosen]
+    return tuple(chosen)
+
+
+def train_tables(train: pd.DataFrame, analysis: Any = None, columns: tuple[Column, ...] | None = None) -> list[Table]:
     """One table per train setting: (architecture, protocol, preset, dataset, scale) and, when
     ``train`` has a ``setting_id`` column, the rest of the resolved configuration; ``analysis``
-    (a :class:`~upbench.reporting.compare.RunBootstrap`) adds intervals, tie groups and notes."""
+    (a :class:`~upbench.reporting.compare.RunBootstrap`) adds intervals, tie groups and notes;
+    ``columns`` (default :func:`select_columns`) picks what is shown."""
+    columns = select_columns() if columns is None else columns
     keys = [*TRAIN_GROUP, *(["setting_id"] if "setting_id" in train else [])]
     groups = list(train.groupby(keys, sort=True, dropna=False))
     titles: dict[tuple, list[str]] = {}
@@ -334,7 +458,7 @@ def train_tables(train: pd.DataFrame, analysis: Any = None) -> list[Table]:
         if len(siblings) > 1:  # settings that differ beyond the title: name the difference
             title += " [" + ", ".join(_differences(analysis, siblings, sid)) + "]"
             stem += f"-{sid}"
-        table = build_table(group, train_columns(), title, stem, analysis=analysis, setting_id=sid)
+        table = build_table(group, columns, title, stem, analysis=analysis, setting_id=sid)
         tables.append(_with_notes(table, group, analysis, sid))
     return tables
 

@@ -63,9 +63,14 @@ def variant_table(analysis: RunBootstrap) -> pd.DataFrame:
 def _text(row: pd.Series) -> str:
     f, digits = (1.0, 3) if row["metric"] in MODEL_METRICS else (100.0, 1)
     mark = "*" if row["significant"] else ""
-    values = (row["variant_mean"], row["base_mean"], row["diff"], row["ci_low"], row["ci_high"])
-    v, b, d, lo, hi = (round(f * x, digits) + 0.0 for x in values)
-    return f"{v:.{digits}f} vs {b:.{digits}f}: {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
+    d, lo, hi = (round(f * x, digits) + 0.0 for x in (row["diff"], row["ci_low"], row["ci_high"]))
+    return f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
+
+
+def _mean_text(rows: pd.DataFrame, metric: str, column: str) -> str:
+    row = rows[rows["metric"] == metric].iloc[0]
+    f, digits = (1.0, 3) if metric in MODEL_METRICS else (100.0, 1)
+    return f"{round(f * row[column], digits) + 0.0:.{digits}f}"
 
 
 def variant_analysis(run_dir, device: str = "cpu", n_boot: int = 2000) -> RunBootstrap | None:  # noqa: ANN001
@@ -91,16 +96,30 @@ def variant_markdown(table: pd.DataFrame, metrics: tuple[str, ...]) -> list[str]
         "## Variants against their operator",
         "",
         "Each variant (the same operator with other options) against the operator itself in the same "
-        "setting: mean over the paired seeds of the variant vs the operator, then `variant − operator` "
-        "with its 95 % paired-bootstrap interval (seeds and validation images); * marks an interval that "
+        "setting: `variant − operator`, mean over the paired seeds, with its 95 % paired-bootstrap "
+        "interval (seeds and validation images); * marks an interval that "
         "excludes 0. mIoU, BF, BIoU in points; the mosaic index (of the upsampled feature, recomputed from "
         "each saved model on every validation image; 1 = piecewise constant blocks, 0 = none) in index "
         "units, where lower means fewer block artefacts.",
         "",
-        "| setting | x | variant | against | " + " | ".join(metrics) + " |",
-        "|---|---|---|---|" + "---|" * len(metrics),
     ]
-    for (sid, scale, variant, base), rows in table.groupby(["setting_id", "scale", "variant", "base"], sort=True):
-        cells = [_text(rows[rows["metric"] == m].iloc[0]) for m in metrics]
-        lines.append(f"| {sid} | {scale} | {variant} | {base} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    for (sid, scale), part in table.groupby(["setting_id", "scale"], sort=True):
+        lines += [
+            f"### x{scale} (setting {sid}): variant − operator",
+            "",
+            "| variant | against | " + " | ".join(f"Δ {m}" for m in metrics) + " |",
+            "|---|---|" + "--:|" * len(metrics),
+        ]
+        means = {}
+        for (variant, base), rows in part.groupby(["variant", "base"], sort=True):
+            lines.append(
+                f"| {variant} | {base} | "
+                + " | ".join(_text(rows[rows["metric"] == m].iloc[0]) for m in metrics)
+                + " |"
+            )
+            means.setdefault(base, rows)
+        for base, rows in sorted(means.items()):
+            shown = ", ".join(f"{m} {_mean_text(rows, m, 'base_mean')}" for m in metrics)
+            lines += ["", f"{base} itself (mean over the paired seeds): {shown}."]
+        lines.append("")
+    return lines

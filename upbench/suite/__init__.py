@@ -14,6 +14,7 @@ Every problem raises one :class:`~upbench.errors.ConfigError` with one line each
 
 from __future__ import annotations
 
+from upbench.suite.checks import cell_problems, data_problems
 from upbench.suite.expansion import PROTOCOL_VERSION, Cell, Suite, cell_id_of, filter_problems
 from upbench.suite.loading import (
     SUITE_PACKAGE,
@@ -64,6 +65,8 @@ __all__ = [
     "apply_overrides",
     "builtin_suites",
     "cell_id_of",
+    "cell_problems",
+    "data_problems",
     "describe_builtin_suites",
     "dump_toml",
     "filter_problems",

@@ -73,13 +73,14 @@ def _pretrained_problems(cfg: SuiteConfig) -> list[str]:
     if not cfg.model.pretrained:
         return []
     from upbench.architectures.pretrained import check_pretrained
+    from upbench.architectures.shipped import resolve_pretrained
 
-    path = Path(cfg.model.pretrained).expanduser()
-    if not path.is_file():
-        return [f"model.pretrained: checkpoint file '{cfg.model.pretrained}' does not exist"]
     out = []
     for arch in cfg.architectures:
         try:
+            path = resolve_pretrained(cfg.model.pretrained, arch.name, arch.preset)
+            if not path.is_file():
+                return [f"model.pretrained: checkpoint file '{path}' does not exist"]
             check_pretrained(path, arch.name, arch.preset)
         except ConfigError as err:
             out.append(str(err))
@@ -210,17 +211,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{text}" if isinstance(exc, UpbenchError) else f"{type(exc).__name__}: {text}"
 
 
-def cell_problems(suite: Suite, device: str = "cpu") -> list[str]:
+def cell_problems(suite: Suite, device: str = "cpu", *, check_data: bool = True) -> list[str]:
     """What would fail once cells run, checked now: ``--only`` filters, datasets that cannot be
-    built, operator configurations that the operator (or model) rejects. One line each."""
+    built (unless ``check_data`` is False: see :func:`data_problems`), operator configurations
+    that the operator (or model) rejects. One line each."""
     try:
         cells = suite.all_cells(device)
     except UpbenchError as err:
         return [str(err)]
     out = filter_problems(cells, suite.only)
     selected = [c for c in cells if not out and c.matches(suite.only)] or cells
-    if suite.config.suite.kind == "train":
-        out += _build_problems(suite.config.dataset)
+    if check_data:
+        out += data_problems(suite)
     seen: set[str] = set()
     for cell in selected:
         key = json.dumps(_build_key(cell), sort_keys=True, default=str)
@@ -228,3 +230,9 @@ def cell_problems(suite: Suite, device: str = "cpu") -> list[str]:
             seen.add(key)
             out += _operator_build_problems(cell)
     return list(dict.fromkeys(out))
+
+
+def data_problems(suite: Suite) -> list[str]:
+    """Whether a train suite's dataset is on disk and both splits build: what ``plan`` reports
+    (as problems that would stop ``run``) without stopping, so that cells and costs show first."""
+    return _build_problems(suite.config.dataset) if suite.config.suite.kind == "train" else []

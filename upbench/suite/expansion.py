@@ -213,6 +213,7 @@ class Suite:
             skip = ("sizes", "settings", "gpu_settings", "scales")
             config.update(size=size, ops={k: v for k, v in dataclasses.asdict(cfg.ops).items() if k not in skip})
         else:
+            from upbench.architectures.shipped import is_shipped, shipped_entry
             from upbench.metrics import MetricOptions
             from upbench.training import TrainConfig
 
@@ -225,4 +226,7 @@ class Suite:
             )
             if cfg.model.pretrained:  # only when set, so the ids of random-init cells stay as they were
                 config["model"] = dataclasses.asdict(cfg.model)
+                if is_shipped(cfg.model.pretrained):  # other weights shipped under the same name: new cells
+                    entry = shipped_entry(cfg.model.pretrained, config["architecture"], config["preset"])
+                    config["model"]["sha256"] = entry["sha256"]
         return Cell(cell_id_of(config), kind, config)

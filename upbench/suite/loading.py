@@ -99,14 +99,20 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> SuiteConfig:
 
 
 def load_suite(
-    name_or_path: str | Path, overrides: Iterable[str] = (), only: Iterable[str] = (), *, device: str | None = None
+    name_or_path: str | Path,
+    overrides: Iterable[str] = (),
+    only: Iterable[str] = (),
+    *,
+    device: str | None = None,
+    check_data: bool = True,
 ) -> Suite:
     """Load a shipped suite by name or a user's TOML file, apply ``--set`` overrides and validate.
 
     With ``device``, also run the checks of :func:`upbench.suite.checks.cell_problems` (datasets built, every distinct
     operator configuration built on the meta device, ``--only`` filters), so that ``plan`` and
-    ``run`` list every problem before any cell runs. Problems raise one :class:`ConfigError` with
-    one line each.
+    ``run`` list every problem before any cell runs (``check_data=False`` leaves the dataset on
+    disk out: :func:`upbench.suite.checks.data_problems`). Problems raise one :class:`ConfigError`
+    with one line each.
     """
     text, source = _read_suite_text(name_or_path)
     try:
@@ -119,7 +125,7 @@ def load_suite(
     problems += config_problems(cfg)
     suite = Suite(cfg, data, source, list(only))
     if device is not None and not problems:  # the cell-level checks need a valid configuration
-        problems += cell_problems(suite, device)
+        problems += cell_problems(suite, device, check_data=check_data)
     validation.raise_if(list(dict.fromkeys(problems)), ConfigError)
     return suite
 

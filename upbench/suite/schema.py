@@ -65,7 +65,7 @@ class VariantSpec:
 class DatasetSpec:
     """``[dataset]``: which dataset, where, and keyword options for ``build_dataset``."""
 
-    name: str = "synthetic"
+    name: str = "contextual"
     root: str = ""
     train: dict[str, Any] = field(default_factory=dict)
     val: dict[str, Any] = field(default_factory=dict)
@@ -73,10 +73,12 @@ class DatasetSpec:
 
 @dataclass
 class ModelSpec:
-    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, "" for random init).
+    """``[model]``: encoder weights (``pretrained``: a local checkpoint file, ``"shipped:<dataset>"``
+    for the encoders upbench ships pretrained on a generated dataset, "" for random init).
 
     See :mod:`upbench.architectures.pretrained` for the layouts it reads (MiT: mmseg or the
-    original SegFormer release; ViT/16: mmseg/Segmenter or timm; ``.pth`` or ``.safetensors``).
+    original SegFormer release; ViT/16: mmseg/Segmenter or timm; upbench's own; ``.pth`` or
+    ``.safetensors``) and :mod:`upbench.architectures.shipped` for the shipped ones.
     """
 
     pretrained: str = ""

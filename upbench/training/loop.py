@@ -29,6 +29,7 @@ from upbench.training.distributed import all_reduce_sum_, barrier, is_distribute
 from upbench.training.optim import build_optimizer, build_scheduler
 from upbench.training.reproducibility import deterministic_mode, seed_everything
 from upbench.training.sampling import ResumableSampler
+from upbench.training.train_log import TensorBoardLog
 
 
 @dataclass
@@ -115,6 +116,7 @@ def train(
     progress: bool = True,
     resume: bool = True,
     ignore_index: int = 255,
+    tensorboard_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (``(image, label)`` pairs) for ``config.iters`` iterations.
 
@@ -128,6 +130,10 @@ def train(
     result as an uninterrupted run (workers draw their augmentation seeds when their loader
     starts, so a resumed run with workers is statistically but not bitwise the same). In a
     process group rank 0 writes the checkpoint and every other rank its own RNG states.
+
+    With ``tensorboard_dir``, the logged loss and learning rate also go to TensorBoard event files
+    there while training runs (only when the optional ``tensorboard`` package is installed:
+    :class:`upbench.training.train_log.TensorBoardLog`).
 
     Returns:
         :class:`TrainResult`; the model is left in train mode with the final weights.
@@ -211,10 +217,9 @@ def train(
     t0 = time.perf_counter()
     t = start
     loss_value = history[-1][1] if history else math.nan
-    bar = tqdm(
-        total=config.iters, initial=start, desc="train", disable=not progress or rank != 0, dynamic_ncols=True
-    )
-    with deterministic_mode(config.deterministic), bar:
+    bar = tqdm(total=config.iters, initial=start, desc="train", disable=not progress or rank != 0, dynamic_ncols=True)
+    board = TensorBoardLog(tensorboard_dir, rank)
+    with deterministic_mode(config.deterministic), bar, contextlib.closing(board):
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
@@ -235,9 +240,8 @@ def train(
             if t % config.log_every == 0 or t == config.iters:
                 history.append((t, loss_value))
                 lr_history.append((t, step_lr))
-            bar.set_postfix(
-                loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False
-            )
+                board.add(t, loss_value, step_lr)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             bar.update(1)
             if config.checkpoint_every and t % config.checkpoint_every == 0 and t < config.iters:
                 checkpoint(t, past_time + time.perf_counter() - t0)

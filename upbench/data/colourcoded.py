@@ -1,12 +1,20 @@
-"""``synthetic``: a procedural segmentation dataset that rewards good upsampling.
+"""``colourcoded``: the first built-in generator, kept as the demonstration of a shortcut.
+
+**Do not rank upsamplers on it.** Each class has its own colour, so a rule that gives every pixel
+the class whose colour is nearest labels it perfectly (100 mIoU), and a 3-layer conv net that sees
+7 px scores 99.6 mIoU: the label is a per-pixel function of the image, and an upsampler comparison
+on it measures how much image colour reaches the classifier (a 1x1 projection of the guide beats
+every operator). ``python -m upbench audit colourcoded`` shows it; the default dataset,
+``contextual``, is built to avoid it. It was called ``synthetic`` until upbench 0.1's reports
+``reports/*-colourcoded`` were made, and is kept so that they stay reproducible.
 
 No files and no download: sample ``i`` of a split is generated from the seed
 ``mix_seed(seed, split_id, i)`` (``split_id`` 0 for train, 1 for val, so the splits never share
 a seed), by its own ``torch.Generator``: the same ``(seed, split, i)`` always gives the same
 sample, whatever the DataLoader worker or the order of access.
 
-Eight classes, each with its own colour (jittered per image) so that a tiny network learns them
-in a few hundred iterations, while the small and thin ones vanish at coarse resolutions:
+Eight classes, each with its own colour (jittered per image; the shortcut), while the small and
+thin ones vanish at coarse resolutions:
 
 * large regions with sharp, curved boundaries (a warped Voronoi partition plus ellipses), each
   with a texture: ``background`` (smooth gradient), ``stripes`` (sinusoid, period 5 to 9 px),
@@ -206,13 +214,13 @@ class SyntheticDataset(SegmentationDataset):
 
 
 @register_dataset(
-    "synthetic",
+    "colourcoded",
     num_classes=len(CLASS_NAMES),
     class_names=CLASS_NAMES,
     needs_root=False,
-    title="procedural shapes, textures, small objects and 1-3 px thin structures (no files)",
+    title="the old generator: one colour per class, a per-pixel colour rule labels it (shortcut demo)",
 )
-def build_synthetic(
+def build_colourcoded(
     split: str,
     root: str | Path | None = None,
     *,
@@ -225,7 +233,7 @@ def build_synthetic(
     cat_max_ratio: float = 1.0,
     augment_seed: int | None = None,
 ) -> SyntheticDataset:
-    """The ``synthetic`` dataset.
+    """The ``colourcoded`` dataset (the shortcut demonstration; see the module docstring).
 
     ``size``: image side (or ``(H, W)``), 16 to 2048 px (64 to 512 is the intended range).
     ``count``: samples in the split (default 512 for train, 64 for val). ``seed``: base seed of
