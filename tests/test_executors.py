@@ -123,19 +123,19 @@ def test_ray_worker_killed_mid_cell_is_retried_and_nothing_is_lost(local_ray, tm
     suite = load_suite(suite_file, only=["operator=bilinear"])
     (cell,) = suite.cells()
     done: dict = {}
-    driver = threading.Thread(
+    thread = threading.Thread(
         target=lambda: done.update(s=driver.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="ray"))
     )
-    driver.start()
+    thread.start()
     note = out / "cells" / cell.cell_id / "worker.txt"
     checkpoint = out / "cells" / cell.cell_id / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists():  # the worker is training
-        assert time.monotonic() < deadline and driver.is_alive()
+        assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.05)
     killed = int(note.read_text().split()[1])
     os.kill(killed, signal.SIGKILL)
-    driver.join(timeout=300)
+    thread.join(timeout=300)
     summary = done["s"]
     assert summary.failed == 0 and summary.ran == 1, summary.describe()
     assert int(note.read_text().split()[1]) != killed  # a new worker ran the cell (from its checkpoint)
