@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from upbench.audit.audit import AuditSettings, audit_dataset
+from upbench.audit.audit import AuditSettings, audit_dataset, audit_key
 from upbench.audit.ceilings import (
     ColourRule,
     boundary_visibility,
@@ -225,3 +225,20 @@ def test_convergence_rule_flat_loss_zero_loss_and_stable_score() -> None:
     assert has_converged(flat, None, None) and has_converged(at_zero, None, None)
     assert has_converged(flat, 0.160, 0.154) and not has_converged(flat, 0.160, 0.140)
     assert not has_converged(flat[:2], None, None)  # too few steps to fit a trend
+
+
+def test_the_report_finds_the_audit_the_command_computes() -> None:
+    """The key a run's report looks up (from a cell's resolved dataset options) is the key of the
+    audit that the printed command computes (from the options given on the command line)."""
+    from upbench.audit.command import dataset_options
+    from upbench.reporting.data_section import audit_request
+    from upbench.suite import load_suite
+
+    cell = load_suite("quick").cells()[0]
+    name, train, val, settings = audit_request(cell.config["dataset"])
+    cli_train, cli_val = dataset_options(
+        name, size=128, count=settings.count, train_count=settings.train_count, extra=[]
+    )
+    assert audit_key(name, train, val, settings) == audit_key(name, cli_train, cli_val, settings)
+    wider = {**cli_val, "wire_widths": [1, 2, 3]}
+    assert audit_key(name, cli_train, wider, settings) != audit_key(name, cli_train, cli_val, settings)
