@@ -12,7 +12,6 @@ References: :func:`_loop` (test_reassembly.py, the definition) and :func:`fns_re
 from __future__ import annotations
 
 import copy
-
 import os
 import subprocess
 import sys
