@@ -231,7 +231,7 @@ def test_the_report_finds_the_audit_the_command_computes() -> None:
     """The key a run's report looks up (from a cell's resolved dataset options) is the key of the
     audit that the printed command computes (from the options given on the command line)."""
     from upbench.audit.command import dataset_options
-    from upbench.reporting.data_section import audit_request
+    from upbench.reporting.data_section import audit_command, audit_request
     from upbench.suite import load_suite
 
     cell = load_suite("quick").cells()[0]
@@ -242,3 +242,6 @@ def test_the_report_finds_the_audit_the_command_computes() -> None:
     assert audit_key(name, train, val, settings) == audit_key(name, cli_train, cli_val, settings)
     wider = {**cli_val, "wire_widths": [1, 2, 3]}
     assert audit_key(name, cli_train, wider, settings) != audit_key(name, cli_train, cli_val, settings)
+    # the printed command names only what differs from the dataset's defaults
+    assert audit_command(name, train, val, settings, None) == "python -m upbench audit contextual --size 128"
+    assert audit_command(name, train, wider, settings, None).endswith("--set 'wire_widths=[1, 2, 3]'")
