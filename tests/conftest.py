@@ -18,6 +18,14 @@ from PIL import Image
 if "triton" not in sys.modules and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Under pytest-xdist (the README's test command runs `-n 2` on 2 cores) each worker, and every
+# process a test starts (CLI runs, Ray and submitit workers, DDP ranks), uses one intra-op thread:
+# two workers with torch's default of one thread per core oversubscribe the cores, and spinning
+# OpenMP threads made the suite several times slower. Tests that need a thread count set it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def one_thread() -> Iterator[None]:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from upbench.audit.audit import AuditSettings, audit_dataset
+from upbench.audit.audit import AuditSettings, audit_dataset, audit_key
 from upbench.audit.ceilings import (
     ColourRule,
     boundary_visibility,
@@ -17,7 +17,7 @@ from upbench.audit.ceilings import (
     miou,
     nearest_ceiling,
 )
-from upbench.audit.local import LocalSchedule, _patch_logits, _PixelSampler, local_net, predict_local
+from upbench.audit.local import LocalSchedule, _patch_logits, _PixelSampler, has_converged, local_net, predict_local
 from upbench.cli import main
 from upbench.metrics import evaluate
 
@@ -214,3 +214,34 @@ def test_default_dataset_meets_the_audit_targets() -> None:
     assert audit.value("lr_nearest", ratio=16) <= 0.55
     assert audit.value("guided_oracle", ratio=4) > audit.value("lr_nearest", ratio=4)  # the image gives some back
     assert audit.value("boundary_visibility", "fraction") >= 0.97
+
+
+def test_convergence_rule_flat_loss_zero_loss_and_stable_score() -> None:
+    steps = range(1, 401)
+    falling = [(t, 1.0 - 0.5 * t / 400) for t in steps]  # -29 % over the last quarter
+    flat = [(t, 0.9 + 0.01 * (t % 2)) for t in steps]
+    at_zero = [(t, 1e-6 * t) for t in steps]  # relative change +57 %, absolute 1e-4 nats
+    assert not has_converged(falling, None, None)
+    assert has_converged(flat, None, None) and has_converged(at_zero, None, None)
+    assert has_converged(flat, 0.160, 0.154) and not has_converged(flat, 0.160, 0.140)
+    assert not has_converged(flat[:2], None, None)  # too few steps to fit a trend
+
+
+def test_the_report_finds_the_audit_the_command_computes() -> None:
+    """The key a run's report looks up (from a cell's resolved dataset options) is the key of the
+    audit that the printed command computes (from the options given on the command line)."""
+    from upbench.audit.command import dataset_options
+    from upbench.reporting.data_section import audit_command, audit_request
+    from upbench.suite import load_suite
+
+    cell = load_suite("quick").cells()[0]
+    name, train, val, settings = audit_request(cell.config["dataset"])
+    cli_train, cli_val = dataset_options(
+        name, size=128, count=settings.count, train_count=settings.train_count, extra=[]
+    )
+    assert audit_key(name, train, val, settings) == audit_key(name, cli_train, cli_val, settings)
+    wider = {**cli_val, "wire_widths": [1, 2, 3]}
+    assert audit_key(name, cli_train, wider, settings) != audit_key(name, cli_train, cli_val, settings)
+    # the printed command names only what differs from the dataset's defaults
+    assert audit_command(name, train, val, settings, None) == "python -m upbench audit contextual --size 128"
+    assert audit_command(name, train, wider, settings, None).endswith("--set 'wire_widths=[1, 2, 3]'")

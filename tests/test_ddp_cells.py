@@ -55,7 +55,6 @@ train = { size = 32, count = 8 }
 val = { size = 32, count = 3 }"""
 
 
-
 def _suite(tmp_path: Path, world: int = 2, dataset: str = SYNTHETIC) -> Path:
     path = tmp_path / f"ddp{world}.toml"
     path.write_text(SUITE.format(world=world, dataset=dataset))

@@ -54,7 +54,6 @@ enabled = false
 """
 
 
-
 @pytest.fixture
 def suite_file(tmp_path) -> Path:
     p = tmp_path / "exec.toml"

@@ -105,12 +105,15 @@ class Audit:
 
 
 def audit_key(name: str, train_options: dict, val_options: dict, settings: AuditSettings) -> str:
-    """Hash of what decides the figures: dataset, its resolved options, the settings, the version."""
+    """Hash of what decides the figures: dataset, its resolved options (the dataset's defaults filled
+    in, so that options given and options left at their default give one key), the settings, the
+    version."""
+    defaults = dataset_info(name).options
     blob = json.dumps(
         {
             "dataset": name,
-            "train": train_options,
-            "val": val_options,
+            "train": {**defaults, **train_options},
+            "val": {**defaults, **val_options},
             "settings": settings.to_dict(),
             "v": AUDIT_VERSION,
         },

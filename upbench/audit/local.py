@@ -26,8 +26,10 @@ from upbench.validation import Bounds, PositiveFloat, PositiveInt, check_fields,
 
 OddRF = Annotated[int, Bounds(ge=3, le=63, odd=True)]
 
-#: Converged: the training loss changed by at most this fraction over the last quarter...
+#: Converged: the training loss changed by at most this fraction over the last quarter (or by at
+#: most ZERO_LOSS nats: a loss that has reached zero is flat whatever its relative change)...
 FLAT = 0.03
+ZERO_LOSS = 1e-3
 #: ... and the val mIoU by at most this much (a fraction) between three quarters and the end.
 STABLE = 0.01
 
@@ -124,8 +126,7 @@ def train_local(
     """Train the local classifier on raw ``(image, label)`` samples; returns the net and a summary:
     ``final_loss`` (mean of the last 5 % of steps), ``loss_trend`` (relative change fitted over the
     last quarter), ``score_three_quarters`` (``score(net)`` after three quarters of the steps, if
-    ``score`` is given: the val mIoU in an audit) and ``converged`` (``|loss_trend| <= FLAT`` and, with
-    ``score``, the final score within ``STABLE`` of the three-quarter one)."""
+    ``score`` is given: the val mIoU in an audit) and ``converged`` (``has_converged``)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = local_net(schedule.rf, schedule.width, num_classes)
@@ -152,17 +153,29 @@ def train_local(
             net.train()
     net.eval()
     tail = [loss for _, loss in history[-max(1, len(history) // 20) :]]
-    trend = loss_trend(history, fraction=0.25)
-    converged = trend is not None and abs(trend) <= FLAT
-    if at_three_quarters is not None:
-        converged = converged and abs(score(net) - at_three_quarters) <= STABLE
+    at_end = None if at_three_quarters is None else score(net)
     summary = {
         "final_loss": sum(tail) / len(tail),
-        "loss_trend": trend,
+        "loss_trend": loss_trend(history, fraction=0.25),
         "score_three_quarters": at_three_quarters,
-        "converged": converged,
+        "converged": has_converged(history, at_three_quarters, at_end),
     }
     return net, summary
+
+
+def has_converged(history: list[tuple[int, float]], at_three_quarters: float | None, at_end: float | None) -> bool:
+    """The convergence rule: the loss fitted over the last quarter changed by at most ``FLAT`` of its
+    mean there, or by at most ``ZERO_LOSS`` nats (a loss at zero is flat whatever its relative
+    change), and, where scores are given, the score moved by at most ``STABLE`` from three quarters
+    of the steps to the end."""
+    trend = loss_trend(history, fraction=0.25)
+    if trend is None:
+        return False
+    last = history[-1][0]
+    window = [loss for i, loss in history if i > last - max(1, round(0.25 * last))]  # loss_trend's window
+    flat = abs(trend) <= FLAT or abs(trend) * sum(window) / len(window) <= ZERO_LOSS
+    stable = at_three_quarters is None or abs(at_end - at_three_quarters) <= STABLE
+    return flat and stable
 
 
 @torch.no_grad()

@@ -51,9 +51,11 @@ def audit_command(name: str, train: dict, val: dict, settings: AuditSettings, ro
         words += ["--size", str(val["size"])]
     if settings.count != AuditSettings().count:
         words += ["--count", str(settings.count)]
+    defaults = dataset_info(name).options
     for key, value in sorted(val.items()):
-        if key not in ("size", "count"):
-            words += ["--set", f"{key}={json.dumps(value)}"]
+        default = json.dumps(defaults.get(key, object()), default=str)
+        if key not in ("size", "count") and json.dumps(value, default=str) != default:
+            words += ["--set", f"{key}={json.dumps(value)}"]  # only what differs from the default
     return shlex.join(words)
 
 
