@@ -180,3 +180,14 @@ def test_report_without_intervals_and_with_ops_tables_renders(browser: Browser, 
         ".filter(h => h.textContent.startsWith('ops')).length"
     )
     assert ops >= 1
+
+
+def test_markdown_blocks_with_inner_newlines_convert_and_terminate() -> None:
+    """A section written as one string (the audit block) is split into its lines; a line that no
+    branch takes becomes a paragraph instead of stalling the converter."""
+    from upbench.reporting.html import markdown_to_html
+
+    block = "### Audit of the dataset\n\nsome text\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    out = markdown_to_html(["## Data", block, "##### five hashes", "- item"])
+    assert out.count("<h3") == 1 and out.count("<h2") == 1 and "<td>1</td><td>2</td>" in out
+    assert "<p>some text</p>" in out and "<p>##### five hashes</p>" in out and "<li>item</li>" in out

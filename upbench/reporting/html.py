@@ -44,7 +44,9 @@ def _inline(text: str) -> str:
 
 
 def markdown_to_html(lines: list[str]) -> str:
-    """The Markdown subset report.md is written in: headings, lists, pipe tables, paragraphs."""
+    """The Markdown subset report.md is written in: headings, lists, pipe tables, paragraphs.
+    ``lines`` may hold several lines in one string (a section written as one block)."""
+    lines = "\n".join(lines).split("\n")
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -71,7 +73,8 @@ def markdown_to_html(lines: list[str]) -> str:
             trs = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
             out.append(f'<table class="md-table"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>')
         else:
-            para = []
+            para = [lines[i]]  # a line no other branch took starts a paragraph (always progress)
+            i += 1
             while i < len(lines) and lines[i].strip() and not re.match(r"^(#{1,4} |- |\|)", lines[i]):
                 para.append(lines[i])
                 i += 1
