@@ -51,25 +51,39 @@ _BWD_X_BLOCK_L = 64
 
 
 @triton.jit
-def _fwd(
-    xp_ptr, k_ptr, out_ptr, lse_ptr,
-    C, CG, G, H, W, HP, WP, S,
-    KS: tl.constexpr, K2P: tl.constexpr, NORMALIZE: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
-):  # fmt: skip
-    pid_p = tl.program_id(0)
+def _window(G, H, W, WP, S, KS: tl.constexpr, K2P: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The index set-up of the forward and dK programs (one per block of HR pixels, batch x group).
+
+    Returns the program's batch ``b``, group ``g`` and their flat index ``bg``, ``hw = H * W``, its
+    HR pixels ``pix`` ``(BLOCK_P,)`` with their mask, the mask of the ``K2P`` tap slots (``KS*KS``
+    used), the ``(K2P, BLOCK_P)`` window mask, ``win``: the offset of every tap of every pixel's
+    window inside one padded LR channel plane (row ``pix // W // S + tap // KS``, column
+    ``pix % W // S + tap % KS``, ``WP`` wide), and ``k_offsets``: the offset of every (tap, pixel)
+    weight of this batch and group in the ``(B, G*KS*KS, H, W)`` kernel tensor.
+    """
     bg = tl.program_id(1).to(tl.int64)
-    b = bg // G
-    g = bg % G
     hw = H * W
-    pix = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = pix < hw
     row = pix // W
     col = pix % W
     taps = tl.arange(0, K2P)
     tmask = taps < KS * KS
     wmask = tmask[:, None] & pmask[None, :]
-    kern = tl.load(k_ptr + (bg * (KS * KS) + taps)[:, None] * hw + pix[None, :], mask=wmask, other=0.0)
+    win = ((row // S)[None, :] + (taps // KS)[:, None]) * WP + ((col // S)[None, :] + (taps % KS)[:, None])
+    k_offsets = (bg * (KS * KS) + taps)[:, None] * hw + pix[None, :]
+    return bg // G, bg % G, bg, hw, pix, pmask, tmask, wmask, win, k_offsets
+
+
+@triton.jit
+def _fwd(
+    xp_ptr, k_ptr, out_ptr, lse_ptr,
+    C, CG, G, H, W, HP, WP, S,
+    KS: tl.constexpr, K2P: tl.constexpr, NORMALIZE: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    b, g, bg, hw, pix, pmask, tmask, wmask, win, k_offsets = _window(G, H, W, WP, S, KS, K2P, BLOCK_P)
+    kern = tl.load(k_ptr + k_offsets, mask=wmask, other=0.0)
     kern = kern.to(tl.float32)
     if NORMALIZE:
         logits = tl.where(tmask[:, None], kern, float("-inf"))
@@ -78,8 +92,6 @@ def _fwd(
         total = tl.sum(e, axis=0)
         kern = e / total[None, :]
         tl.store(lse_ptr + bg * hw + pix, peak + tl.log(total), mask=pmask)
-    # Offset of every tap of every pixel's window inside one padded LR channel plane.
-    win = ((row // S)[None, :] + (taps // KS)[:, None]) * WP + ((col // S)[None, :] + (taps % KS)[:, None])
     cr = tl.arange(0, BLOCK_C)
     for c0 in range(0, CG, BLOCK_C):
         cmask = (c0 + cr) < CG
@@ -101,19 +113,7 @@ def _bwd_kernels(
     KS: tl.constexpr, K2P: tl.constexpr, NORMALIZE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
-    pid_p = tl.program_id(0)
-    bg = tl.program_id(1).to(tl.int64)
-    b = bg // G
-    g = bg % G
-    hw = H * W
-    pix = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = pix < hw
-    row = pix // W
-    col = pix % W
-    taps = tl.arange(0, K2P)
-    tmask = taps < KS * KS
-    wmask = tmask[:, None] & pmask[None, :]
-    win = ((row // S)[None, :] + (taps // KS)[:, None]) * WP + ((col // S)[None, :] + (taps % KS)[:, None])
+    b, g, bg, hw, pix, pmask, tmask, wmask, win, k_offsets = _window(G, H, W, WP, S, KS, K2P, BLOCK_P)
     grad = tl.zeros((K2P, BLOCK_P), dtype=tl.float32)
     cr = tl.arange(0, BLOCK_C)
     for c0 in range(0, CG, BLOCK_C):
@@ -126,7 +126,6 @@ def _bwd_kernels(
             other=0.0,
         )
         grad += tl.sum(xv.to(tl.float32) * go.to(tl.float32)[:, None, :], axis=0)
-    k_offsets = (bg * (KS * KS) + taps)[:, None] * hw + pix[None, :]
     if NORMALIZE:
         logits = tl.load(k_ptr + k_offsets, mask=wmask, other=0.0).to(tl.float32)
         lse = tl.load(lse_ptr + bg * hw + pix, mask=pmask, other=0.0)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cell_folders
 import numpy as np
 import torch
+from cell_folders import cell_config
 
-from upbench.metrics import SegmentationMetrics
-from upbench.metrics.per_image import FILE_NAME, counts_to_frame, write_per_image
+from upbench import results
+from upbench.metrics import SegmentationMetrics, metric_rows
 
 K = 3
 SIZE = 16
@@ -34,30 +36,13 @@ def noisy(target: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
 
 
 def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, setting: dict | None = None) -> None:  # noqa: ANN001
-    """A finished train cell: config.json, per_image.parquet and its results rows."""
+    """A finished train cell: its folder (config.json, per_image.parquet) and its results rows."""
     metrics = SegmentationMetrics(K, per_image=True)
     for p, t in zip(preds, tgts):
         metrics.update(p, t)
-    scores = metrics.compute()
-    cell_dir = run_dir / "cells" / cell_id
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "kind": "train",
-        "label": label,
-        "operator": label,
-        "options": {},
-        "architecture": "plain",
-        "protocol": "direct",
-        "preset": "tiny",
-        "scale": 4,
-        "seed": seed,
-        "device": "cpu",
-        "dataset": {"name": "colourcoded", "val": {"size": SIZE, "count": len(tgts)}},
-        "train": {"iters": 10},
-        **(setting or {}),
-    }
-    (cell_dir / "config.json").write_text(json.dumps(config, sort_keys=True))
-    write_per_image(cell_dir / FILE_NAME, counts_to_frame(metrics.per_image_counts()))
+    dataset = {"name": "colourcoded", "root": "", "train": {}, "val": {"size": SIZE, "count": len(tgts)}}
+    config = cell_config(label, seed, **{"dataset": dataset, "train": {"iters": 10}, **(setting or {})})
+    cell_folders.write_cell(run_dir, cell_id, config, metrics=metrics)
     ident = {
         "run": run_dir.name,
         "suite": "compare-test",
@@ -69,10 +54,6 @@ def write_cell(run_dir: Path, cell_id: str, label: str, seed: int, preds, tgts, 
         "dataset": "colourcoded",
         "device": "cpu",
     }
-    rows = [
-        {**ident, "metric": m, "value": scores[m], "unit": "fraction", "statistic": "value", "status": "ok"}
-        for m in ("mIoU", "BF", "BIoU")
-    ]
-    rows.append({**ident, "metric": "cell", "value": 1.0, "unit": "s", "statistic": "value", "status": "ok"})
+    rows = [*metric_rows(metrics.compute(), K), results.row(results.CELL_METRIC, 1.0, "s")]
     with open(run_dir / "results.jsonl", "a", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in rows)
+        fh.writelines(json.dumps({**ident, **r}) + "\n" for r in rows)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from cell_folders import cell_config, write_cell
 from torch import nn
 
 LABELS = ("bilinear", "nearest", "resfu")
@@ -177,25 +178,11 @@ def write_synthetic_run(run_dir: Path, *, ops: bool = True, models: bool = False
 def _write_config(
     run_dir: Path, cell_id: str, label: str, arch: str, protocol: str, scale: int, seed: int, models: bool
 ) -> None:
-    cell_dir = run_dir / "cells" / cell_id
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "kind": "train",
-        "label": label,
-        "operator": label,
-        "options": {},
-        "architecture": arch,
-        "protocol": protocol,
-        "preset": "tiny",
-        "scale": scale,
-        "seed": seed,
-        "device": "cpu",
-        "dataset": {"name": "colourcoded", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}},
-    }
-    (cell_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    dataset = {"name": "colourcoded", "root": "", "train": {}, "val": {"size": IMAGE, "count": 4}}
+    config = cell_config(label, seed, architecture=arch, protocol=protocol, scale=scale, dataset=dataset)
     if models:
         torch.manual_seed(seed)
-        torch.save(FakeSegModel(label, scale).state_dict(), cell_dir / "model.pt")
+    write_cell(run_dir, cell_id, config, model=FakeSegModel(label, scale) if models else None)
 
 
 class FakeSegModel(nn.Module):

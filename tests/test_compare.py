@@ -127,6 +127,34 @@ def test_tie_group_and_seed_agreement(tmp_path) -> None:
     assert pairs == 3 and -1 <= tau <= 1
 
 
+def test_a_metric_where_lower_is_better_has_its_lowest_mean_as_best(tmp_path) -> None:
+    from upbench.metrics import Metric, Score, register_metric, unregister_metric
+
+    @register_metric("pixel_error_test")
+    class PixelError(Metric):
+        scores = (Score("pixel_error", higher_is_better=False),)
+
+        def setup(self) -> None:
+            self.add_state("pe_wrong")
+            self.add_state("pe_labelled")
+
+        def update(self, pred, target):  # noqa: ANN001, ANN202
+            labelled = target >= 0
+            wrong = (pred != target) & labelled
+            return {"pe_wrong": wrong.flatten(1).sum(1), "pe_labelled": labelled.flatten(1).sum(1)}
+
+        def compute(self, state):  # noqa: ANN001, ANN202
+            return {"pixel_error": float(state["pe_wrong"] / state["pe_labelled"])}
+
+    try:
+        boot = RunBootstrap(_run(tmp_path, seeds=(0, 1, 2)), ("pixel_error",), n_boot=200)
+        sid = boot.points["setting_id"].iloc[0]
+        assert boot.tie_group(sid, "pixel_error") == {"perfect"}
+        assert boot.difference(sid, "bilinear", "perfect", "pixel_error").ci_low > 0
+    finally:
+        unregister_metric("pixel_error_test")
+
+
 def test_kendall_tau_equals_scipy() -> None:
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from run_answers import answers
 
-from upbench import results, runner
+from upbench import driver, results
 from upbench.errors import ConfigError
 from upbench.executors.ddp import ddp_problems, processes_per_node, world_size_of
 from upbench.suite import load_suite
@@ -153,7 +153,7 @@ def local_ddp(tmp_path_factory) -> tuple[Path, list[tuple]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # 2 processes of 1 thread each, as a Ray actor or a SLURM task here
     try:
-        summary = runner.run_suite(load_suite(_suite(tmp)), out_dir=tmp / "run", device="cpu", progress=False)
+        summary = driver.run_suite(load_suite(_suite(tmp)), out_dir=tmp / "run", device="cpu", progress=False)
     finally:
         torch.set_num_threads(threads)
     assert summary.failed == 0, summary.describe()
@@ -182,7 +182,7 @@ def test_ray_actor_group_gives_the_same_rows_as_the_local_launcher(local_ddp, tm
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        summary = runner.run_suite(
+        summary = driver.run_suite(
             load_suite(_suite(tmp_path)), out_dir=tmp_path / "run", device="cpu", progress=False,
             executor="ray", executor_options={"cpus_per_cell": 1},
         )  # fmt: skip
@@ -199,7 +199,7 @@ def test_submitit_job_of_two_tasks_gives_the_same_rows_as_the_local_launcher(loc
     from upbench.executors import slurm_executor
 
     slurm_executor.POLL_S = 0.2
-    summary = runner.run_suite(
+    summary = driver.run_suite(
         load_suite(_suite(tmp_path)), out_dir=tmp_path / "run", device="cpu", progress=False,
         executor="slurm", executor_options={"cluster": "local"},
     )  # fmt: skip
@@ -236,7 +236,7 @@ train = {{ crop_size = 32, scale = [32, 32] }}
 val = {{ test_scale = [32, 32] }}"""
     suite = load_suite(_suite(tmp_path, dataset=dataset))
     t0 = time.monotonic()
-    summary = runner.run_suite(suite, out_dir=tmp_path / "run", device="cpu", progress=False)
+    summary = driver.run_suite(suite, out_dir=tmp_path / "run", device="cpu", progress=False)
     assert time.monotonic() - t0 < 240  # rank 0, waiting in the evaluation's all-reduce, was stopped
     assert summary.failed == 1
     df = results.read_results(tmp_path / "run")

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from run_answers import answers
 
-from upbench import results, runner
+from upbench import driver, results
 from upbench.cli import main
 from upbench.errors import ConfigError
 from upbench.executors.slurm_executor import sbatch_header, sbatch_parameters
@@ -76,7 +76,7 @@ def local_answers(tmp_path_factory) -> list[tuple]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray/SLURM worker (cpus_per_cell = 1)
     try:
-        summary = runner.run_suite(load_suite(tmp / "exec.toml"), out_dir=tmp / "run", device="cpu", progress=False)
+        summary = driver.run_suite(load_suite(tmp / "exec.toml"), out_dir=tmp / "run", device="cpu", progress=False)
     finally:
         torch.set_num_threads(threads)
     assert summary.failed == 0
@@ -97,7 +97,7 @@ def local_ray():
 @pytest.mark.slow  # Ray/submitit worker start-up: 10-15 s each on 2 shared cores
 def test_ray_with_two_workers_gives_the_same_rows_as_local(local_ray, local_answers, suite_file, tmp_path) -> None:
     out = tmp_path / "run"
-    summary = runner.run_suite(
+    summary = driver.run_suite(
         load_suite(suite_file),
         out_dir=out,
         device="cpu",
@@ -122,19 +122,19 @@ def test_ray_worker_killed_mid_cell_is_retried_and_nothing_is_lost(local_ray, tm
     suite = load_suite(suite_file, only=["operator=bilinear"])
     (cell,) = suite.cells()
     done: dict = {}
-    driver = threading.Thread(
-        target=lambda: done.update(s=runner.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="ray"))
+    thread = threading.Thread(
+        target=lambda: done.update(s=driver.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="ray"))
     )
-    driver.start()
+    thread.start()
     note = out / "cells" / cell.cell_id / "worker.txt"
     checkpoint = out / "cells" / cell.cell_id / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists():  # the worker is training
-        assert time.monotonic() < deadline and driver.is_alive()
+        assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.05)
     killed = int(note.read_text().split()[1])
     os.kill(killed, signal.SIGKILL)
-    driver.join(timeout=300)
+    thread.join(timeout=300)
     summary = done["s"]
     assert summary.failed == 0 and summary.ran == 1, summary.describe()
     assert int(note.read_text().split()[1]) != killed  # a new worker ran the cell (from its checkpoint)
@@ -162,7 +162,7 @@ def test_ray_driver_killed_then_rerun_finishes_exactly_the_missing_cells(
         proc.wait(timeout=30)
     assert len(results.finished_cells(out)) == 1
     with pytest.warns(RuntimeWarning, match="taking over the lock of process"):  # the killed driver's
-        summary = runner.run_suite(
+        summary = driver.run_suite(
             load_suite(suite_file), out_dir=out, device="cpu", progress=False, executor="ray",
             executor_options={"ray_address": address},
         )  # fmt: skip
@@ -179,7 +179,7 @@ def test_submitit_local_executor_gives_the_same_rows_as_local(local_answers, sui
 
     out = tmp_path / "run"
     slurm_executor.POLL_S = 0.2
-    summary = runner.run_suite(
+    summary = driver.run_suite(
         load_suite(suite_file), out_dir=out, device="cpu", progress=False, executor="slurm",
         executor_options={"cluster": "local"},
     )  # fmt: skip
@@ -230,7 +230,7 @@ def test_dry_run_prints_the_jobs_and_runs_nothing(suite_file, tmp_path, capsys) 
 def test_missing_extra_says_how_to_install_it(executor, module, suite_file, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=rf'pip install -e "\.\[{executor}\]"'):
-        runner.run_suite(load_suite(suite_file), out_dir=tmp_path / "r", device="cpu", executor=executor)
+        driver.run_suite(load_suite(suite_file), out_dir=tmp_path / "r", device="cpu", executor=executor)
     rc = main(["run", str(suite_file), "--out", str(tmp_path / "r"), "--executor", executor, "--device", "cpu"])
     assert rc == 2 and f".[{executor}]" in capsys.readouterr().err
 
@@ -247,7 +247,7 @@ def test_core_install_does_not_pull_the_executor_extras() -> None:
 def test_local_executor_records_itself_and_its_host(suite_file, tmp_path) -> None:
     import socket
 
-    runner.run_suite(
+    driver.run_suite(
         load_suite(suite_file, only=["operator=bilinear"]), out_dir=tmp_path / "r", device="cpu", progress=False
     )
     df = results.read_results(tmp_path / "r")
@@ -268,14 +268,14 @@ def test_a_lost_worker_is_a_failed_cell_with_its_error_file_and_is_retried(suite
 
     monkeypatch.setattr(executors, "make_executor", lambda *a, **k: LosingExecutor())
     out = tmp_path / "run"
-    summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False, executor="ray")
+    summary = driver.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False, executor="ray")
     assert summary.failed == 2 and "error.txt" in summary.describe()
     df = results.read_results(out)
     assert set(df["status"]) == {"failed"} and df["error"].str.contains("node gone").all()
     for cell_id in df["cell_id"]:
         assert "node gone" in (out / "cells" / cell_id / "error.txt").read_text()
     monkeypatch.undo()
-    summary = runner.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False)
+    summary = driver.run_suite(load_suite(suite_file), out_dir=out, device="cpu", progress=False)
     assert summary.ran == 2 and summary.failed == 0
     assert set(results.finished_cells(out).values()) == {"ok"}
 
@@ -287,8 +287,7 @@ def test_a_rerun_reattaches_to_the_slurm_jobs_an_earlier_driver_left_running(sui
     import json
 
     submitit = pytest.importorskip("submitit")
-    from upbench.executors import slurm_executor
-    from upbench.executors.base import CellTask, execute_task
+    from upbench.executors import CellTask, execute_task, slurm_executor
 
     monkeypatch.setattr(slurm_executor, "POLL_S", 0.01)
     suite = load_suite(suite_file)
@@ -336,7 +335,7 @@ def test_a_rerun_reattaches_to_the_slurm_jobs_an_earlier_driver_left_running(sui
 
     monkeypatch.setattr(submitit, "SlurmJob", EarlierJob)
     monkeypatch.setattr(submitit, "AutoExecutor", Cluster)
-    summary = runner.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="slurm")
+    summary = driver.run_suite(suite, out_dir=out, device="cpu", progress=False, executor="slurm")
     assert summary.failed == 0 and summary.ran == 2, summary.describe()
     assert submitted == [cells[1].cell_id]  # cell 0 got no second job
     assert f"cell {cells[0].cell_id} is job 101" in capsys.readouterr().out

@@ -287,7 +287,7 @@ def test_state_tensors_sum_like_ranks() -> None:
     ranks[0].merge(ranks[1])
     _assert_same(ranks[0].compute(), one_shot)
     with pytest.raises(InputShapeError, match="keys"):
-        fresh.load_state_tensors({"confusion": summed["confusion"]})
+        fresh.load_state_tensors({"area_inter": summed["area_inter"]})
     with pytest.raises(InputShapeError, match="can only merge"):
         fresh.merge(SegmentationMetrics(5))
 
@@ -333,4 +333,4 @@ def test_cuda_matches_cpu() -> None:
     _assert_same(gpu, cpu, tol=1e-9)
     m = SegmentationMetrics(4, device="cuda")
     m.update(preds[0], targets[0])  # CPU data, CUDA state
-    assert m.state_tensors()["confusion"].is_cuda
+    assert m.state_tensors()["area_inter"].is_cuda

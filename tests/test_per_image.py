@@ -8,6 +8,8 @@ import torch
 
 from upbench.errors import InputShapeError
 from upbench.metrics import SegmentationMetrics, evaluate
+from upbench.metrics.confusion import confusion_matrix
+from upbench.metrics.inputs import canonical_pairs
 from upbench.metrics.per_image import (
     counts_to_frame,
     frame_to_arrays,
@@ -45,10 +47,12 @@ def _metrics(preds, targets, **options) -> SegmentationMetrics:  # noqa: ANN001
 def test_summed_counts_equal_the_dataset_state(seed: int) -> None:
     m = _metrics(*_maps(seed))
     counts, state = m.per_image_counts(), m.state_tensors()
-    conf = state["confusion"]
+    conf = sum(confusion_matrix(*canonical_pairs(p, t, K, 255)[0], K) for p, t in zip(*_maps(seed)))
     assert torch.equal(counts["area_inter"].sum(0), conf.diagonal())
     assert torch.equal(counts["area_target"].sum(0), conf.sum(1))
     assert torch.equal(counts["area_pred"].sum(0), conf.sum(0))
+    for name in ("area_inter", "area_target", "area_pred"):
+        assert torch.equal(counts[name].sum(0), state[name])
     for prefix in ("biou", "biou_fixed"):
         assert torch.equal(counts[f"{prefix}_inter"].sum(0), state[f"{prefix}_inter"])
         assert torch.equal(counts[f"{prefix}_union"].sum(0), state[f"{prefix}_union"])
@@ -61,7 +65,7 @@ def test_counts_reproduce_the_metrics_on_the_set_and_any_subset(seed: int) -> No
     m = _metrics(preds, targets)
     whole, counts = m.compute(), m.per_image_counts()
     again = scores_from_counts(counts)
-    for key, ours in (("mIoU", "mIoU"), ("BF", "BF"), ("BIoU", "BIoU"), ("BIoU_3px", "BIoU_fixed")):
+    for key, ours in (("mIoU", "mIoU"), ("BF", "BF"), ("BIoU", "BIoU"), ("BIoU_3px", "BIoU_3px")):
         assert again[ours].shape == (1,)
         assert float(again[ours][0]) == pytest.approx(whole[key], abs=1e-12, rel=0)
     subset = [0, 2, 3]
@@ -97,6 +101,6 @@ def test_without_boundaries_and_without_the_flag() -> None:
     m = _metrics(preds, targets, boundary=False)
     counts = m.per_image_counts()
     assert "bf_pred_total" not in counts and "biou_inter" not in counts
-    assert set(scores_from_counts(counts)) == {"mIoU"}
+    assert set(scores_from_counts(counts)) == {"mIoU", "aAcc", "mAcc"}
     with pytest.raises(InputShapeError, match="per_image=True"):
         SegmentationMetrics(K).per_image_counts()

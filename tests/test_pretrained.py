@@ -301,7 +301,7 @@ def test_read_checkpoint_unwraps_model_key(tmp_path) -> None:
 def test_runner_loads_model_pretrained_and_records_it(tmp_path) -> None:
     from tiny_suites import TINY_TRAIN_SUITE
 
-    from upbench.runner import run_suite
+    from upbench.driver import run_suite
     from upbench.suite import load_suite
 
     torch.save(mit_to_mmseg(segformer_release("tiny")), tmp_path / "mit_tiny.pth")

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from upbench import results, runner
+from upbench import driver, results
 from upbench.architectures import build_model
 from upbench.architectures.probe import PROBE_PROTOCOLS
 from upbench.errors import ConfigError
@@ -113,7 +113,7 @@ def test_tiny_probe_suite_runs_end_to_end(tmp_path) -> None:
     path = tmp_path / "probe.toml"
     path.write_text(TINY_PROBE_SUITE)
     out = tmp_path / "run"
-    summary = runner.run_suite(load_suite(path), out_dir=out, device="cpu", progress=False)
+    summary = driver.run_suite(load_suite(path), out_dir=out, device="cpu", progress=False)
     assert summary.failed == 0, summary.describe()
     df = results.read_results(out)
     miou = df[df["metric"] == "mIoU"]

@@ -95,7 +95,7 @@ def test_plugin_failure_warns_and_others_load(monkeypatch: pytest.MonkeyPatch, t
         md.EntryPoint("broken", "upbench_test_missing_module_xyz", registry.ENTRY_POINT_GROUP),
         md.EntryPoint("good", "upbench_test_good_plugin", registry.ENTRY_POINT_GROUP),
     ]
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [e for e in eps if e.group == group])
+    monkeypatch.setattr(md, "entry_points", lambda group: [e for e in eps if e.group == group])
     upbench.list_operators()  # built-ins load first
     with pytest.warns(RuntimeWarning, match="plugin 'broken'.*failed to load and is skipped"):
         loaded = registry.load_plugins()
@@ -117,7 +117,7 @@ def test_plugin_module_registers_with_origin(monkeypatch: pytest.MonkeyPatch, tm
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     ep = md.EntryPoint("mine", "upbench_test_plugin_mod", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [ep])
+    monkeypatch.setattr(md, "entry_points", lambda group: [ep])
     upbench.list_operators()
     try:
         assert registry.load_plugins() == ["mine"]

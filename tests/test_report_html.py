@@ -19,7 +19,7 @@ import pytest
 from browser import Browser, find_chromium
 from tiny_suites import TINY_TRAIN_SUITE
 
-from upbench import runner
+from upbench import driver
 from upbench.reporting import write_report
 from upbench.reporting.bundle import resolve_run_dir
 from upbench.reporting.load import load_rows
@@ -57,7 +57,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summary = runner.run_suite(load_suite(tmp / "suite.toml"), out_dir=tmp / "run", device="cpu", progress=False)
+        summary = driver.run_suite(load_suite(tmp / "suite.toml"), out_dir=tmp / "run", device="cpu", progress=False)
         assert summary.failed == 0, summary.describe()
         return write_report(tmp / "run", tmp / "report", n_images=1)
     finally:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from tiny_suites import TINY_TRAIN_SUITE
 
-from upbench import results, runner
+from upbench import driver, results
 from upbench.reporting import compare, write_report
 from upbench.suite import load_suite
 
@@ -30,7 +30,7 @@ def report(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     tmp = tmp_path_factory.mktemp("uncertainty")
     (tmp / "suite.toml").write_text(SUITE)
     run_dir = tmp / "run"
-    summary = runner.run_suite(load_suite(tmp / "suite.toml"), out_dir=run_dir, device="cpu", progress=False)
+    summary = driver.run_suite(load_suite(tmp / "suite.toml"), out_dir=run_dir, device="cpu", progress=False)
     assert summary.failed == 0, summary.describe()
     out = write_report(run_dir, tmp / "report", n_images=1)
     return run_dir, out

@@ -13,7 +13,7 @@ from synthetic_run import LABELS, FakeSegModel, fake_val_set, write_synthetic_ru
 
 from upbench.errors import UpbenchError
 from upbench.reporting import qualitative, summarise, write_report
-from upbench.reporting.tables import TRAIN_COLUMNS, build_table, select_columns, to_latex, to_markdown, train_tables
+from upbench.reporting.tables import build_table, select_columns, to_latex, to_markdown, train_columns, train_tables
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_single_seed_has_no_std_and_no_reference_means_no_delta() -> None:
             "n": [1, 1],
         }
     )
-    text = to_markdown(build_table(summary, TRAIN_COLUMNS, "t", "t"))
+    text = to_markdown(build_table(summary, train_columns(), "t", "t"))
     assert "| carafe | 1 | **50.0** |" in text
     assert "| dysample | 1 | 25.0 |" in text
     assert "±" not in text.split("\n\n")[1] and "no bilinear row" in text
@@ -196,14 +196,15 @@ def test_qualitative_panel_and_mosaic_table(tmp_path: Path, monkeypatch: pytest.
 
 def test_qualitative_with_the_real_architectures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
-    runner = pytest.importorskip("upbench.runner")
+    from upbench.cell import build_cell_model
+
     run_dir = tmp_path / "run"
     write_synthetic_run(run_dir, ops=False)
     for cell in sorted((run_dir / "cells").iterdir()):
         config = json.loads((cell / "config.json").read_text())
         if (config["architecture"], config["scale"], config["seed"]) == ("plain", 4, 0):
             torch.manual_seed(0)
-            torch.save(runner.build_cell_model(config, 3).state_dict(), cell / "model.pt")
+            torch.save(build_cell_model(config, 3).state_dict(), cell / "model.pt")
     monkeypatch.setattr(qualitative, "load_val_set", lambda config: (fake_val_set(2), 3, 255))
     out = write_report(run_dir, tmp_path / "out", n_images=2)
     assert (out / "figures/qualitative-plain-direct-x4-tiny-colourcoded.png").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from upbench import results, runner
+from upbench import driver, results
 from upbench.cli import main
 from upbench.runlock import LOCK_FILE, RunLock, RunLockedError
 from upbench.suite import load_suite
@@ -41,8 +41,8 @@ def ops_file(tmp_path) -> Path:
     return p
 
 
-def _run(ops_file: Path, out: Path, *only: str) -> runner.RunSummary:
-    return runner.run_suite(load_suite(ops_file, only=only), out_dir=out, device="cpu", progress=False)
+def _run(ops_file: Path, out: Path, *only: str) -> driver.RunSummary:
+    return driver.run_suite(load_suite(ops_file, only=only), out_dir=out, device="cpu", progress=False)
 
 
 def _point_rows(out: Path) -> list[tuple]:
@@ -104,7 +104,7 @@ def test_a_cell_with_a_missing_row_is_not_finished_and_runs_again(ops_file, tmp_
 KILLED_RUNNER = """
 import sys, time
 from pathlib import Path
-from upbench import results, runner
+from upbench import driver, results
 from upbench.suite import load_suite
 
 real = results.append_rows
@@ -123,7 +123,7 @@ def torn_append(run_dir, rows):
     time.sleep(60)  # killed here
 
 results.append_rows = torn_append
-runner.run_suite(load_suite(sys.argv[1]), out_dir=sys.argv[2], device="cpu", progress=False)
+driver.run_suite(load_suite(sys.argv[1]), out_dir=sys.argv[2], device="cpu", progress=False)
 """
 
 
@@ -214,7 +214,7 @@ def test_cell_id_is_the_resolved_configuration(tmp_path) -> None:
 
 
 def test_cells_of_other_defaults_are_stale_and_left_out_of_reports(ops_file, tmp_path, monkeypatch) -> None:
-    import upbench.suite as suite_module
+    import upbench.suite.expansion as suite_module
 
     out = tmp_path / "run"
     _run(ops_file, out)

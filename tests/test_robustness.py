@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import upbench
-from upbench import registry, runner
+from upbench import driver, registry
+from upbench.cell import cell_identity
 from upbench.profiling import profile_operator
 from upbench.profiling.runners import ExecutionMode, prepare
 from upbench.suite import builtin_suites, load_suite
@@ -91,7 +92,7 @@ def test_train_time_is_the_trainers_own_wall_time(one_train_cell, tmp_path, monk
         return result
 
     monkeypatch.setattr(training, "train", train_resumed)
-    runner.run_suite(one_train_cell, out_dir=tmp_path / "run", device="cpu", progress=False)
+    driver.run_suite(one_train_cell, out_dir=tmp_path / "run", device="cpu", progress=False)
     df = upbench.results.read_results(tmp_path / "run")
     assert df.loc[df["metric"] == "train_time", "value"].tolist() == [1234.5]
     assert set(df["dtype"]) == {"float32"}
@@ -100,7 +101,7 @@ def test_train_time_is_the_trainers_own_wall_time(one_train_cell, tmp_path, monk
 def test_rows_record_the_compute_dtype(one_train_cell) -> None:
     amp = load_suite(one_train_cell.source, ["train.amp=true"])
     (cell,) = [c for c in amp.cells(device="cuda") if c.matches(one_train_cell.only)]
-    assert runner._identity(runner.Path("r"), amp, cell, 1, {})["dtype"] == "float16"
+    assert cell_identity(cell.config)["dtype"] == "float16"
     assert TrainConfig(amp=True).compute_dtype("cpu") == "float32"
 
 

@@ -23,6 +23,8 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed (pip install -e '.[dev]' installs it)")
 
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 from test_fns import fns_reference  # noqa: E402
 from test_reassembly import _loop  # noqa: E402
 
@@ -228,6 +230,42 @@ def test_fused_path_never_materialises_all_taps(device):
     assert _largest_float_intermediate(fns, x.float(), attn.float(), k, s) <= all_taps // 4
     fused = _triton_reassembly.reassemble_triton
     assert _largest_float_intermediate(fused, x.float(), attn.float(), k, s, normalize=True) <= all_taps // 4
+
+
+@triton.jit
+def _window_probe(win_ptr, k_offsets_ptr, mask_ptr, G, H, W, WP, S, KS: tl.constexpr, K2P: tl.constexpr,
+                  BLOCK_P: tl.constexpr):  # fmt: skip
+    """Stores what :func:`_triton_reassembly._window` gives each program, one (K2P, BLOCK_P) tile each."""
+    _, _, bg, _, _, _, _, wmask, win, k_offsets = _triton_reassembly._window(G, H, W, WP, S, KS, K2P, BLOCK_P)
+    tile = (bg * tl.num_programs(0) + tl.program_id(0)) * (K2P * BLOCK_P)
+    slot = tile + tl.arange(0, K2P)[:, None] * BLOCK_P + tl.arange(0, BLOCK_P)[None, :]
+    tl.store(win_ptr + slot, win.to(tl.int64))
+    tl.store(k_offsets_ptr + slot, k_offsets.to(tl.int64))
+    tl.store(mask_ptr + slot, wmask.to(tl.int8))
+
+
+def test_the_window_set_up_shared_by_the_forward_and_dk_kernels_addresses_the_right_values(device):
+    """Gathering through ``_window``'s offsets gives every HR pixel the ``k x k`` window of its LR
+    cell (``F.unfold`` of the padded map) and its own weights; the mask keeps exactly the real taps
+    of the real pixels. Odd sizes, so that blocks and tap slots have padding."""
+    b, groups, h, w, k, s, block_p = 2, 3, 3, 5, 3, 2, 16
+    height, width, k2p = s * h, s * w, triton.next_power_of_2(k * k)
+    hp, wp = h + k - 1, w + k - 1
+    programs = (triton.cdiv(height * width, block_p), b * groups)
+    shape = (programs[1], programs[0], k2p, block_p)
+    win, k_offsets = (torch.zeros(shape, dtype=torch.int64, device=device) for _ in range(2))
+    mask = torch.zeros(shape, dtype=torch.int8, device=device)
+    _window_probe[programs](win, k_offsets, mask, groups, height, width, wp, s, k, k2p, block_p)
+    win, k_offsets, mask = (t.cpu().permute(0, 2, 1, 3).reshape(b * groups, k2p, -1) for t in (win, k_offsets, mask))
+    pixels = height * width
+    assert mask[:, : k * k, :pixels].all() and not mask[:, k * k :].any() and not mask[:, :, pixels:].any()
+    plane = torch.randn(1, 1, hp, wp, dtype=torch.float64)
+    windows = torch.nn.functional.unfold(plane, k)[0].view(k * k, h, w)  # (taps, LR rows, LR cols)
+    expected = windows.repeat_interleave(s, 1).repeat_interleave(s, 2).reshape(k * k, pixels)
+    kernels = torch.randn(b * groups, k * k, pixels, dtype=torch.float64)  # (B, G*k*k, H, W), flattened
+    for bg in range(b * groups):
+        assert torch.equal(plane.flatten()[win[bg, : k * k, :pixels]], expected)
+        assert torch.equal(kernels.flatten()[k_offsets[bg, : k * k, :pixels]], kernels[bg])
 
 
 def test_unsupported_inputs_get_one_clear_error(device, monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from upbench import runner
+from upbench import driver
 from upbench.reporting import write_report
 from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.mosaic import index_from_sums, mosaic_index, per_image_block_sums
@@ -50,7 +50,7 @@ enabled = false
 def run(tmp_path_factory):  # noqa: ANN201
     tmp = tmp_path_factory.mktemp("variants")
     (tmp / "v.toml").write_text(SUITE)
-    summary = runner.run_suite(load_suite(tmp / "v.toml"), out_dir=tmp / "run", device="cpu", progress=False)
+    summary = driver.run_suite(load_suite(tmp / "v.toml"), out_dir=tmp / "run", device="cpu", progress=False)
     assert summary.failed == 0
     return tmp / "run"
 

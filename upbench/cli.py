@@ -146,7 +146,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     Works without the dataset on disk: a missing or unreadable dataset is listed at the end as a
     problem that would stop ``run`` (exit 0); any other problem exits 2 as ``run`` would."""
     from upbench.cost import duration_text
-    from upbench.suite import load_suite
+    from upbench.suite import data_problems, load_suite
 
     suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu", check_data=False)
     cells = suite.cells()
@@ -164,7 +164,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         print()
         print(summary(list(costs.values())))
-    problems = suite.data_problems()
+    problems = data_problems(suite)
     if problems:
         print(f"\nproblems that would stop `run` ({len(problems)}):")
         for line in problems:
@@ -175,7 +175,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _costs(cells: list, args: argparse.Namespace) -> list:
     """Estimated training time per train cell (see :mod:`upbench.cost`)."""
     from upbench.cost import estimate
-    from upbench.runner import resolve_device
+    from upbench.driver import resolve_device
 
     device = resolve_device(args.device) if args.probe else "cpu"
     return estimate(cells, probe=args.probe, device=device)
@@ -183,7 +183,7 @@ def _costs(cells: list, args: argparse.Namespace) -> list:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite (resuming an interrupted run in the same output folder)."""
-    from upbench.runner import resolve_device, run_suite
+    from upbench.driver import resolve_device, run_suite
     from upbench.suite import load_suite
 
     device = resolve_device(args.device)
@@ -326,6 +326,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m upbench``."""
+    from upbench.executors import executor_names  # the --executor choices: every registered executor
+
     parser = _Parser(prog="upbench", description="Benchmark and analysis suite for feature upsamplers.")
     parser.add_argument("--version", action="version", version=f"upbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -378,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the run")
     g = p.add_argument_group("executors (default: the suite's [executor] table, else local)")
-    g.add_argument("--executor", choices=["local", "ray", "slurm"], default=None, help="where the cells run")
+    g.add_argument("--executor", choices=executor_names(), default=None, help="where the cells run")
     g.add_argument("--workers", type=_non_negative, default=None, help="ray: cells at once (0: no cap)")
     g.add_argument("--ray-address", default=None, help="ray: join this cluster (e.g. auto); default: a local Ray")
     g.add_argument(

@@ -128,8 +128,8 @@ def measured_cost(cell: Cell) -> CellCost | None:
 
 def probe_cost(cell: Cell, device: str, probe_iters: int = 3) -> CellCost:
     """Measure the cell's training step on ``device`` (see the module docstring)."""
+    from upbench.cell import build_cell_model
     from upbench.data import dataset_info
-    from upbench.runner import build_cell_model
     from upbench.training import TrainConfig, build_optimizer
     from upbench.training.loop import segmentation_loss
 

@@ -16,13 +16,12 @@ import importlib.util
 import inspect
 import sys
 import typing
-import warnings
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from upbench.errors import InvalidOptionError, UnknownOperatorError, UpbenchError
+from upbench.plugins import load_entry_points
 from upbench.upsampler import FAMILIES, OperatorInfo, Upsampler, check_scale
 from upbench.validation import raise_if, validate
 
@@ -166,21 +165,7 @@ def load_plugins() -> list[str]:
     A plugin that fails to import is reported with a warning naming it and the exception; the
     other operators stay available.
     """
-    loaded = []
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            with _registering_as(f"plugin:{ep.name}"):
-                ep.load()
-        except Exception as exc:  # a broken plugin must not break upbench
-            warnings.warn(
-                f"upbench: operator plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
-                f"{type(exc).__name__}: {exc}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        else:
-            loaded.append(ep.name)
-    return loaded
+    return load_entry_points(ENTRY_POINT_GROUP, "operator", lambda name: _registering_as(f"plugin:{name}"))
 
 
 def _ensure_loaded() -> None:

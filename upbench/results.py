@@ -74,6 +74,14 @@ COLUMNS = (
 STATUSES = ("ok", "failed", "oom", "skipped")
 
 
+def row(
+    metric: str, value: Any, unit: str, statistic: str = "value", status: str = "ok", error: str | None = None
+) -> dict[str, Any]:
+    """One measurement in the row schema (the identity and provenance columns are added by whoever
+    records the cell); the one builder of measurement rows."""
+    return {"metric": metric, "value": value, "unit": unit, "statistic": statistic, "status": status, "error": error}
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe value: NaN/inf become null, numpy scalars become Python numbers."""
     if hasattr(value, "item") and not isinstance(value, str | bytes):

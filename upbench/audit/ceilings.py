@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from upbench.metrics.confusion import confusion_matrix, region_scores
+from upbench.metrics.confusion import confusion_matrix, nanmean, safe_ratio
 from upbench.metrics.inputs import IGNORED
 
 
@@ -26,8 +26,12 @@ def miou(preds: Iterable[Tensor], targets: Iterable[Tensor], num_classes: int, i
     for pred, target in zip(preds, targets):
         target = torch.where(target == ignore_index, IGNORED, target)
         total += confusion_matrix(pred.long(), target.long(), num_classes)
-    scores = region_scores(total)
-    return {"mIoU": scores["mIoU"], "IoU": scores["IoU"]}
+    # the region metric's rule (upbench.metrics.region): a class absent from both maps has IoU NaN
+    # and is left out of the mean
+    conf = total.double()
+    inter = conf.diagonal()
+    iou = safe_ratio(inter, conf.sum(1) + conf.sum(0) - inter)
+    return {"mIoU": nanmean(iou), "IoU": iou.tolist()}
 
 
 def class_shares(label: Tensor, num_classes: int, ratio: int, ignore_index: int) -> Tensor:

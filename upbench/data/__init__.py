@@ -25,7 +25,14 @@ draws from a per-sample ``torch.Generator`` (see :mod:`upbench.data.base`). The 
 """
 
 from upbench.data.base import SegmentationDataset
-from upbench.data.registry import DatasetInfo, build_dataset, dataset_info, list_datasets, register_dataset
+from upbench.data.registry import (
+    DatasetInfo,
+    build_dataset,
+    dataset_info,
+    list_datasets,
+    register_dataset,
+    unregister_dataset,
+)
 from upbench.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -56,4 +63,5 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "register_dataset",
+    "unregister_dataset",
 ]

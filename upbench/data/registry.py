@@ -1,15 +1,15 @@
 """The dataset registry: :class:`DatasetInfo`, registration, lookup and :func:`build_dataset`.
 
 Each dataset module registers one builder, a function ``builder(split, root, **options)`` whose
-options are keyword-only parameters with defaults. :func:`build_dataset` checks the name, the
+options are keyword-only parameters with defaults. Built-in datasets are the public modules of
+``upbench.data`` that register one; third-party packages add modules through the entry-point
+group ``upbench.datasets`` (:mod:`upbench.plugins`). :func:`build_dataset` checks the name, the
 split and the option names before it calls the builder, so a typo gives one clear
 :class:`~upbench.errors.ConfigError` instead of a ``TypeError`` deep in the stack.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +19,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from upbench.errors import ConfigError
+from upbench.plugins import Registry
 
-_BUILTIN_MODULES = ("contextual", "colourcoded", "ade20k", "cityscapes", "voc")
+ENTRY_POINT_GROUP = "upbench.datasets"
 #: Names a dataset had before, and what to use now.
 RENAMED = {
     "synthetic": "it is called 'colourcoded' now (one colour per class: a shortcut demonstration); "
@@ -49,8 +50,9 @@ class DatasetInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_datasets: dict[str, tuple[DatasetInfo, Builder]] = {}
-_loaded = False
+_datasets: Registry[tuple[DatasetInfo, Builder]] = Registry(
+    "dataset", "upbench.data", ENTRY_POINT_GROUP, ConfigError, renamed=RENAMED
+)
 
 
 def _options_of(builder: Builder) -> dict[str, Any]:
@@ -74,8 +76,6 @@ def register_dataset(
         raise ValueError(f"dataset '{name}': {len(class_names)} class names for {num_classes} classes")
 
     def decorate(builder: Builder) -> Builder:
-        if name in _datasets:
-            raise ValueError(f"dataset '{name}' is already registered by {_datasets[name][1].__module__}")
         info = DatasetInfo(
             name,
             num_classes,
@@ -86,40 +86,25 @@ def register_dataset(
             needs_root,
             _options_of(builder),
         )
-        _datasets[name] = (info, builder)
+        _datasets.add(name, (info, builder), builder.__module__)
         return builder
 
     return decorate
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(f"upbench.data.{module}")
-
-
-def _lookup(name: str) -> tuple[DatasetInfo, Builder]:
-    _load_builtins()
-    if name in RENAMED and name not in _datasets:
-        raise ConfigError(f"dataset '{name}': {RENAMED[name]}")
-    if name not in _datasets:
-        close = difflib.get_close_matches(str(name), _datasets, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown dataset '{name}'.{hint} Available: {', '.join(sorted(_datasets))}")
-    return _datasets[name]
+def unregister_dataset(name: str) -> None:
+    """Remove ``name`` (for tests and interactive sessions)."""
+    _datasets.remove(name)
 
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
-    _load_builtins()
-    return sorted(_datasets)
+    return _datasets.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name`` (:class:`ConfigError` if unknown)."""
-    return _lookup(name)[0]
+    return _datasets.get(name)[0]
 
 
 def build_dataset(name: str, *, split: str, root: str | Path | None = None, **options: Any) -> Dataset:
@@ -131,7 +116,7 @@ def build_dataset(name: str, *, split: str, root: str | Path | None = None, **op
     its parent); ``options`` are the dataset's keyword options (see ``dataset_info(name).options``
     and the builder's docstring).
     """
-    info, builder = _lookup(name)
+    info, builder = _datasets.get(name)
     if split not in info.splits:
         raise ConfigError(f"dataset '{name}' has no split '{split}'; splits: {', '.join(info.splits)}")
     unknown = sorted(set(options) - set(info.options))

@@ -1,4 +1,5 @@
-"""What an executor runs: a picklable :class:`CellTask`, executed by :func:`execute_task` in a worker."""
+"""What an executor runs and returns: a picklable :class:`CellTask` and its :class:`Outcome`; the
+:class:`Executor` interface (run by :func:`upbench.executors.worker.execute_task` in a worker)."""
 
 from __future__ import annotations
 
@@ -48,27 +49,6 @@ class Executor(Protocol):
     name: str
 
     def run(self, tasks: list[CellTask], on_done: Callable[[CellTask, Outcome], None]) -> None: ...
-
-
-def execute_task(task: CellTask) -> Outcome:
-    """Run one cell in this process (the worker side of every executor); its rows go to its folder.
-    A multi-process cell (``train.world_size > 1``) is started here as that many processes."""
-    import torch
-
-    from upbench.executors.ddp import launch_here, world_size_of
-    from upbench.runner import run_cell
-
-    if world_size_of(task.cell) > 1:
-        worker_pid_note(Path(task.run_dir) / "cells" / task.cell_id)
-        return launch_here(task)
-
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    worker_pid_note(Path(task.run_dir) / "cells" / task.cell_id)
-    status = run_cell(
-        task.cell, Path(task.run_dir), task.suite, task.device, task.env, task.attempt, progress=task.progress
-    )
-    return Outcome(task.cell_id, status, socket.gethostname())
 
 
 def worker_pid_note(cell_dir: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from upbench.errors import ConfigError
 from upbench.executors.base import CellTask, Outcome
+from upbench.executors.record import run_and_record
 
 
 def world_size_of(cell: Any) -> int:
@@ -81,7 +82,6 @@ def run_rank(task: CellTask) -> Outcome | None:
     import torch
     import torch.distributed as dist
 
-    from upbench.runner import run_cell
     from upbench.training import init_distributed
 
     info = init_distributed(device=task.device)
@@ -93,7 +93,7 @@ def run_rank(task: CellTask) -> Outcome | None:
             torch.set_num_threads(task.threads)
         device = str(info.device) if task.device.startswith("cuda") else "cpu"
         progress = task.progress and info.is_main
-        status = run_cell(task.cell, Path(task.run_dir), task.suite, device, task.env, task.attempt, progress=progress)
+        status = run_and_record(task, device, progress=progress)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -14,18 +14,30 @@ Every worker needs upbench installed and the run folder at the same path (a shar
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from upbench.executors.base import CellTask, Outcome, execute_task, import_extra
+from upbench.executors.base import CellTask, Outcome, import_extra
 from upbench.executors.ddp import world_size_of
+from upbench.executors.registry import register_executor
+from upbench.executors.worker import execute_task
 
 #: Ray re-executes a task whose worker process died this many times.
 MAX_RETRIES = 2
 
 
+@register_executor("ray")
 class RayExecutor:
     """Runs each task as a Ray task, at most ``workers`` at a time (0: as many as Ray schedules)."""
 
     name = "ray"
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], *, dry_run: bool = False) -> RayExecutor:
+        return cls(
+            address=settings.get("ray_address") or None,
+            workers=settings.get("workers", 0),
+            cpus_per_cell=settings.get("cpus_per_cell", 1),
+        )
 
     def __init__(self, *, address: str | None = None, workers: int = 0, cpus_per_cell: int = 1) -> None:
         self.address = address

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from upbench.executors.base import CellTask, Outcome, execute_task, import_extra
+from upbench.executors.base import CellTask, Outcome, import_extra
 from upbench.executors.ddp import processes_per_node, run_slurm_task, world_size_of
+from upbench.executors.registry import register_executor
+from upbench.executors.worker import execute_task
 
 #: Seconds between two looks at the submitted jobs.
 POLL_S = 2.0
@@ -73,11 +75,16 @@ def _cell_job_class() -> type:
     return CellJob
 
 
+@register_executor("slurm")
 class SlurmExecutor:
     """Submits each task as one job and waits for them (``cluster='local'`` runs them as local
     processes through submitit, for tests and machines without SLURM)."""
 
     name = "slurm"
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], *, dry_run: bool = False) -> SlurmExecutor:
+        return cls(settings, dry_run=dry_run)
 
     def __init__(self, settings: dict[str, Any], *, dry_run: bool = False, cluster: str | None = None) -> None:
         self.settings = dict(settings)

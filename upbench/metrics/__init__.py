@@ -1,7 +1,10 @@
-"""Segmentation metrics: mIoU, aAcc, mAcc, boundary F1 (BF) and Boundary IoU.
+"""Segmentation metrics: mIoU, aAcc, mAcc, boundary F1 (BF) and Boundary IoU, and any registered one.
 
 Public API: :func:`evaluate` (one shot) and :class:`SegmentationMetrics` (streaming:
-``update`` / ``compute`` / ``reset``, ``state_tensors`` for summing over ranks). Both take integer
+``update`` / ``compute`` / ``reset``, ``state_tensors`` for merging over ranks). Each metric is
+one module with a :class:`Metric` subclass that declares its state and merge rule, registered
+with :func:`register_metric` (:mod:`upbench.metrics.base`, :mod:`upbench.metrics.registry`);
+built-ins: ``region`` (mIoU, aAcc, mAcc), ``boundary_f1`` (BF), ``boundary_iou`` (BIoU). Both take integer
 label maps, ``(H, W)`` or ``(N, H, W)`` tensors or numpy arrays, or lists of such with different
 sizes, on any device; metrics are computed at the resolution of each target.
 
@@ -43,8 +46,35 @@ map NaN to null.
 
 from __future__ import annotations
 
+from upbench.metrics.base import Metric, Score
 from upbench.metrics.evaluate import evaluate
 from upbench.metrics.options import MetricOptions
+from upbench.metrics.registry import (
+    create_metrics,
+    headline_metrics,
+    headline_scores,
+    higher_is_better,
+    metric_classes,
+    register_metric,
+    summary_metrics,
+    unregister_metric,
+)
+from upbench.metrics.rows import metric_rows
 from upbench.metrics.streaming import SegmentationMetrics
 
-__all__ = ["MetricOptions", "SegmentationMetrics", "evaluate"]
+__all__ = [
+    "Metric",
+    "MetricOptions",
+    "Score",
+    "SegmentationMetrics",
+    "create_metrics",
+    "evaluate",
+    "headline_metrics",
+    "headline_scores",
+    "higher_is_better",
+    "metric_classes",
+    "metric_rows",
+    "register_metric",
+    "summary_metrics",
+    "unregister_metric",
+]

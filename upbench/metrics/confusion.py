@@ -1,4 +1,4 @@
-"""Confusion matrix and the region metrics derived from it (mmseg semantics)."""
+"""Confusion matrix, per-image class counts and the NaN-safe ratio and mean of the metrics (mmseg semantics)."""
 
 from __future__ import annotations
 
@@ -50,23 +50,3 @@ def nanmean(values: Tensor) -> float:
     """Mean of the non-NaN entries, NaN if there are none (like ``np.nanmean``, without warning)."""
     finite = values[~values.isnan()]
     return float(finite.mean()) if finite.numel() else float("nan")
-
-
-def region_scores(confusion: Tensor) -> dict[str, float | list[float]]:
-    """mIoU, aAcc, mAcc and per-class IoU/Acc from a dataset confusion matrix.
-
-    Classes with an empty union (absent from both maps) have IoU NaN; classes absent from the
-    targets have Acc NaN; NaN entries are left out of the means, as mmseg's ``np.nanmean``.
-    """
-    conf = confusion.double()
-    inter = conf.diagonal()
-    label_area, pred_area = conf.sum(1), conf.sum(0)
-    iou = safe_ratio(inter, label_area + pred_area - inter)
-    acc = safe_ratio(inter, label_area)
-    return {
-        "mIoU": nanmean(iou),
-        "aAcc": float(safe_ratio(inter.sum(), label_area.sum())),
-        "mAcc": nanmean(acc),
-        "IoU": iou.tolist(),
-        "Acc": acc.tolist(),
-    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any
 
 from upbench.errors import InvalidOptionError
@@ -55,6 +56,12 @@ class MetricOptions:
     def biou_width(self, height: int, width: int) -> int:
         """Boundary IoU band width in pixels, as in the reference ``mask_to_boundary``."""
         return max(1, int(round(self.biou_dilation_ratio * math.hypot(height, width))))
+
+
+@cache
+def default_options() -> MetricOptions:
+    """``MetricOptions()``, built (and validated) once."""
+    return MetricOptions()
 
 
 def parse_options(options: dict[str, Any]) -> MetricOptions:

@@ -1,8 +1,9 @@
-"""Per-image metric counts: store them, read them, recompute the metrics on any image subset.
+"""Per-image metric records: store them, read them, recompute the metrics on any image subset.
 
 A train cell writes ``cells/<cell_id>/per_image.parquet``: one row per validation image and
-class (columnar, long form), with the counts that :class:`~upbench.metrics.SegmentationMetrics`
-sums over the dataset. Columns (integers unless noted):
+class (columnar, long form), with every registered metric's per-image record (its declared
+state or record columns, :mod:`upbench.metrics.base`; a per-image number is repeated on each of
+the image's rows). The built-in metrics' columns (integers unless noted):
 
 =====================  ==========================================================================
 ``image``              index of the image in the validation set
@@ -26,10 +27,10 @@ sums over the dataset. Columns (integers unless noted):
 
 Boundary columns are absent when the metrics ran with ``boundary=False``. mIoU and BIoU are
 dataset-level ratios of summed counts; BF is a mean of per-image scores (see
-:mod:`upbench.metrics.bfscore`). :func:`scores_from_counts` recomputes all three from these
-counts for any weighting of the images (a subset is 0/1 weights, a bootstrap resample is draw
-counts), with the same functions as the streaming metrics, so weights of one reproduce
-:func:`upbench.metrics.evaluate` (tested to 1e-12).
+:mod:`upbench.metrics.bfscore`). :func:`scores_from_counts` recomputes every metric's summary
+scores from these records for any weighting of the images (a subset is 0/1 weights, a bootstrap
+resample is draw counts), through the metric's own ``state_of`` and ``summary``, so weights of
+one reproduce :func:`upbench.metrics.evaluate` (tested to 1e-12).
 """
 
 from __future__ import annotations
@@ -37,39 +38,32 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from upbench.metrics.bfscore import bf_image_scores, bf_scores
-from upbench.metrics.confusion import safe_ratio
-
 FILE_NAME = "per_image.parquet"
-#: ``(N, K)`` count columns (the BF and BIoU ones only with boundaries).
-COUNT_COLUMNS = (
-    "area_inter",
-    "area_target",
-    "area_pred",
-    "biou_inter",
-    "biou_union",
-    "biou_fixed_inter",
-    "biou_fixed_union",
-    "bf_pred_total",
-    "bf_pred_matched",
-    "bf_target_total",
-    "bf_target_matched",
-    "bf_in_pred",
-    "bf_in_target",
-)
+#: Columns of every table whatever the metrics: the image, the class and the label map's size.
+INDEX_COLUMNS = ("image", "class", "height", "width")
+
+
+def record_columns() -> dict[str, Any]:
+    """Every registered metric's per-image record columns (``name -> State``), in report order."""
+    from upbench.metrics.registry import create_metrics
+
+    return {name: spec for metric in create_metrics(1) for name, spec in metric.records.items()}
 
 
 def counts_to_frame(counts: dict[str, Tensor], image_index: list[int] | None = None) -> pd.DataFrame:
     """The long table of :meth:`SegmentationMetrics.per_image_counts` (one row per image and class)."""
+    columns = record_columns()
     if not counts:
-        return pd.DataFrame(columns=["image", "class", "height", "width", *COUNT_COLUMNS])
-    n, k = counts["area_inter"].shape
+        return pd.DataFrame(columns=[*INDEX_COLUMNS, *columns])
+    n = counts["size"].shape[0]
+    k = max((t.shape[1] for name, t in counts.items() if name != "size" and t.dim() == 2), default=1)
     index = np.arange(n) if image_index is None else np.asarray(image_index, dtype=np.int64)
     if len(index) != n:
         raise ValueError(f"image_index has {len(index)} entries for {n} images")
@@ -79,13 +73,16 @@ def counts_to_frame(counts: dict[str, Tensor], image_index: list[int] | None = N
         "height": np.repeat(counts["size"][:, 0].numpy(), k),
         "width": np.repeat(counts["size"][:, 1].numpy(), k),
     }
-    if "bf_tolerance_px" in counts:
-        frame["bf_tolerance_px"] = np.repeat(counts["bf_tolerance_px"].numpy(), k)
-    for name in COUNT_COLUMNS:
-        if name in counts:
-            values = counts[name].numpy().reshape(-1)
-            frame[name] = values.astype(bool) if name.startswith("bf_in_") else values.astype(np.int64)
+    present = [name for name in columns if name in counts]
+    for name in sorted(present, key=lambda c: columns[c].per_class):  # per-image numbers first
+        values = counts[name].numpy()
+        values = values.reshape(-1) if columns[name].per_class else np.repeat(values, k)
+        frame[name] = values.astype(_numpy_dtype(columns[name].dtype))
     return pd.DataFrame(frame).sort_values(["image", "class"], kind="mergesort").reset_index(drop=True)
+
+
+def _numpy_dtype(dtype: torch.dtype) -> Any:
+    return bool if dtype == torch.bool else np.float64 if dtype.is_floating_point else np.int64
 
 
 def write_per_image(path: str | Path, frame: pd.DataFrame) -> Path:
@@ -109,52 +106,46 @@ def read_per_image(path: str | Path) -> pd.DataFrame:
 
 
 def frame_to_arrays(frame: pd.DataFrame) -> dict[str, Tensor]:
-    """``(N, K)`` tensors per count column (images in ascending ``image`` order) and ``image`` ``(N,)``."""
+    """The records as tensors (images in ascending ``image`` order): ``(N, K)`` per class, ``(N,)``
+    per image, for every registered metric's column in the table, and ``image`` ``(N,)``."""
     frame = frame.sort_values(["image", "class"], kind="mergesort")
     images = frame["image"].drop_duplicates().to_numpy()
     n, k = len(images), int(frame["class"].max()) + 1 if len(frame) else 0
     if n * k != len(frame):
         raise ValueError(f"per-image table is not one row per image and class ({len(frame)} rows, {n}x{k})")
     out = {"image": torch.from_numpy(images.astype(np.int64))}
-    for name in COUNT_COLUMNS:
+    for name, spec in record_columns().items():
         if name in frame:
-            out[name] = torch.from_numpy(frame[name].to_numpy().reshape(n, k).astype(np.int64))
+            values = frame[name].to_numpy().reshape(n, k).astype(_numpy_dtype(spec.dtype))
+            out[name] = torch.from_numpy(values if spec.per_class else np.ascontiguousarray(values[:, 0]))
     return out
 
 
 def scores_from_counts(counts: dict[str, Tensor], weights: Tensor | None = None) -> dict[str, Tensor]:
-    """mIoU, BF and BIoU from per-image counts, for each row of ``weights``.
+    """Every metric's summary scores from per-image records, for each row of ``weights``.
 
     Args:
-        counts: ``(N, K)`` count tensors by column name (as :func:`frame_to_arrays` or
+        counts: per-image record tensors by column name (as :func:`frame_to_arrays` or
             :meth:`SegmentationMetrics.per_image_counts`).
         weights: ``(B, N)`` non-negative image weights (``None``: one row of ones, the whole set).
 
     Returns:
-        ``{"mIoU", "BIoU", "BIoU_fixed", "BF"}`` float64 tensors of shape ``(B,)`` (the boundary
-        keys only when the counts have them). mIoU and BIoU: counts summed with the weights,
-        per-class ratio, NaN-mean over classes with a non-empty union. BF: weighted mean of the
-        per-image BF over images with a present class.
+        ``{"mIoU", "aAcc", "mAcc", "BF", "BF_precision", "BF_recall", "BIoU", "BIoU_3px", ...}``
+        float64 tensors of shape ``(B,)``: each metric whose records are all in ``counts``, its
+        per-image state weighted and summed (:func:`upbench.metrics.base.weighted_state`), then its
+        ``summary``. mIoU and BIoU: per-class ratio of weighted counts, NaN-mean over classes with a
+        non-empty union. BF: weighted mean of the per-image BF over images with a present class.
     """
-    n = counts["area_inter"].shape[0]
+    from upbench.metrics.base import weighted_state
+    from upbench.metrics.registry import create_metrics
+
+    records = [t for name, t in counts.items() if name not in ("image", "size")]
+    if not records:
+        return {}
+    n, k = records[0].shape[0], max((t.shape[1] for t in records if t.dim() == 2), default=1)
     w = torch.ones(1, n, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     out: dict[str, Tensor] = {}
-    inter, target, pred = (counts[c].double() for c in ("area_inter", "area_target", "area_pred"))
-    out["mIoU"] = _nanmean_rows(safe_ratio(w @ inter, w @ (target + pred - inter)))
-    for key, prefix in (("BIoU", "biou"), ("BIoU_fixed", "biou_fixed")):
-        if f"{prefix}_inter" in counts:
-            band_inter, band_union = counts[f"{prefix}_inter"].double(), counts[f"{prefix}_union"].double()
-            out[key] = _nanmean_rows(safe_ratio(w @ band_inter, w @ band_union))
-    if "bf_pred_total" in counts:
-        bf_counts = {name[3:]: counts[name] for name in COUNT_COLUMNS if name.startswith("bf_")}
-        per_image, has_class = bf_image_scores(*bf_scores(bf_counts))
-        bf = per_image[2] * has_class  # (N,)
-        out["BF"] = safe_ratio(w @ bf, w @ has_class.double())
+    for metric in create_metrics(k):
+        if all(name in counts for name in metric.records):
+            out.update(metric.summary(weighted_state(metric, counts, w)))
     return out
-
-
-def _nanmean_rows(values: Tensor) -> Tensor:
-    """Mean over the last dim of the non-NaN entries, NaN for a row without any."""
-    finite = ~values.isnan()
-    total = torch.where(finite, values, 0.0).sum(-1)
-    return safe_ratio(total, finite.sum(-1))

@@ -1,36 +1,36 @@
 """Streaming segmentation metrics: accumulate with ``update``, read with ``compute``.
 
-The state is a handful of count and sum tensors, so accumulating over batches, over ranks or at
-once gives the same result. To combine ranks in a distributed evaluation, sum every state tensor
-in place, e.g. ``for t in metrics.state_tensors().values(): torch.distributed.all_reduce(t)``
+:class:`SegmentationMetrics` runs every registered metric (:mod:`upbench.metrics.registry`) on
+each batch and merges their declared states (:mod:`upbench.metrics.base`), so accumulating over
+batches, over ranks or at once gives the same result. To combine ranks in a distributed
+evaluation, merge every state tensor in place by its rule, e.g. ``for name, t in
+metrics.state_tensors().items(): torch.distributed.all_reduce(t, op=REDUCE_OPS[metrics.reductions()[name]])``
 (build the object with ``device="cuda"`` for NCCL), then call :meth:`compute` on any rank.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from upbench.errors import InputShapeError
-from upbench.metrics.bfscore import bf_counts, bf_image_scores, bf_scores
-from upbench.metrics.biou import biou_counts_per_image
-from upbench.metrics.confusion import confusion_matrix, nanmean, region_counts_per_image, region_scores, safe_ratio
+from upbench.metrics.base import merge_into, reduce_images
 from upbench.metrics.inputs import canonical_pairs, check_ignore_index, check_num_classes
 from upbench.metrics.options import MetricOptions, parse_options
+from upbench.metrics.registry import create_metrics
 
 
 class SegmentationMetrics:
-    """mIoU, aAcc, mAcc, BF and Boundary IoU accumulated over a dataset.
+    """Every registered metric (mIoU, aAcc, mAcc, BF, Boundary IoU, ...) accumulated over a dataset.
 
     Args:
         num_classes: number of classes ``K``; labels are ``0 .. K-1``.
         ignore_index: target label of pixels that never count (``None``: no such label).
         device: where the state lives; ``None`` follows the first ``update``'s data.
-        per_image: also keep, per image and class, the counts every metric is computed from
-            (:meth:`per_image_counts`; see :mod:`upbench.metrics.per_image`).
+        per_image: also keep each image's record of every metric, what its state is computed
+            from (:meth:`per_image_counts`; see :mod:`upbench.metrics.per_image`).
         **options: see :class:`~upbench.metrics.options.MetricOptions`.
 
     Example:
@@ -60,20 +60,14 @@ class SegmentationMetrics:
 
     def reset(self) -> None:
         """Forget everything seen so far."""
-        k, device = self.num_classes, torch.device(self._fixed_device or "cpu")
-        self._state: dict[str, Tensor] = {
-            "confusion": torch.zeros(k, k, dtype=torch.int64, device=device),
-            "biou_inter": torch.zeros(k, dtype=torch.int64, device=device),
-            "biou_union": torch.zeros(k, dtype=torch.int64, device=device),
-            "biou_fixed_inter": torch.zeros(k, dtype=torch.int64, device=device),
-            "biou_fixed_union": torch.zeros(k, dtype=torch.int64, device=device),
-            "bf_class_sum": torch.zeros(3, k, dtype=torch.float64, device=device),  # P, R, F1
-            "bf_class_count": torch.zeros(k, dtype=torch.int64, device=device),
-            "bf_image_sum": torch.zeros(3, dtype=torch.float64, device=device),  # P, R, F1
-            "bf_image_count": torch.zeros((), dtype=torch.int64, device=device),
-            "bf_tolerance_sum": torch.zeros((), dtype=torch.float64, device=device),  # px, over images
-            "image_count": torch.zeros((), dtype=torch.int64, device=device),
-        }
+        device = torch.device(self._fixed_device or "cpu")
+        self._metrics = create_metrics(self.num_classes, self.options)
+        self._active = [m for m in self._metrics if self.options.boundary or not m.needs_boundary]
+        self._state: dict[str, Tensor] = {}
+        self._reduce: dict[str, str] = {}
+        for metric in self._active:
+            self._state.update(metric.initial_state(device))
+            self._reduce.update({name: spec.reduce for name, spec in metric.states.items()})
         self._images: list[dict[str, Tensor]] = []
         self._empty = True
 
@@ -95,48 +89,27 @@ class SegmentationMetrics:
         self._empty = False
 
     def _add(self, pred: Tensor, target: Tensor) -> None:
-        k, opts, state = self.num_classes, self.options, self._state
-        device = state["confusion"].device
         n, (h, w) = target.shape[0], target.shape[-2:]
-        state["confusion"] += confusion_matrix(pred, target, k).to(device)
-        state["image_count"] += n
-        radius = opts.bf_radius(h, w)
-        record: dict[str, Tensor] = {}
-        if self.per_image:
-            record = {name: t.cpu() for name, t in region_counts_per_image(pred, target, k).items()}
-            record["size"] = torch.tensor([[h, w]] * n, dtype=torch.int64)
-        if not opts.boundary:
-            self._images += [record] if record else []
-            return
-        state["bf_tolerance_sum"] += radius * n
-        widths = (opts.biou_width(h, w), opts.biou_fixed_px)
-        for prefix, (inter, union) in zip(("biou", "biou_fixed"), biou_counts_per_image(pred, target, k, widths)):
-            state[f"{prefix}_inter"] += inter.sum(0).to(device)
-            state[f"{prefix}_union"] += union.sum(0).to(device)
+        record: dict[str, Tensor] = {"size": torch.tensor([[h, w]] * n, dtype=torch.int64)}
+        for metric in self._active:
+            records = metric.update(pred, target)
+            for name, contribution in metric.state_of(records).items():
+                merge_into(self._state[name], reduce_images(contribution, self._reduce[name]), self._reduce[name])
             if self.per_image:
-                record[f"{prefix}_inter"], record[f"{prefix}_union"] = inter.cpu(), union.cpu()
-        counts = bf_counts(pred, target, k, radius)
-        precision, recall, f1, present = bf_scores(counts)
-        prf = torch.stack([precision, recall, f1]) * present  # (3, N, K)
-        state["bf_class_sum"] += prf.sum(1).to(device)
-        state["bf_class_count"] += present.sum(0).to(device)
-        per_image, has_class = bf_image_scores(precision, recall, f1, present)  # (3, N), (N,)
-        state["bf_image_sum"] += (per_image * has_class).sum(1).to(device)
-        state["bf_image_count"] += has_class.sum().to(device)
+                record.update({name: records[name].cpu().to(spec.dtype) for name, spec in metric.records.items()})
         if self.per_image:
-            record.update({f"bf_{name}": t.cpu() for name, t in counts.items()})
-            record["bf_tolerance_px"] = torch.full((n,), radius, dtype=torch.float64)
             self._images.append(record)
 
     def per_image_counts(self) -> dict[str, Tensor]:
         """The per-image counts seen since the last reset, images in ``update`` order.
 
-        Needs ``per_image=True``. Values are CPU tensors with images on dim 0: ``(N, K)`` counts
-        (``area_inter``, ``area_target``, ``area_pred``; with boundaries also ``biou_inter``,
-        ``biou_union``, ``biou_fixed_inter``, ``biou_fixed_union``, ``bf_pred_total``,
-        ``bf_pred_matched``, ``bf_target_total``, ``bf_target_matched``, ``bf_in_pred``,
-        ``bf_in_target``), ``size`` ``(N, 2)`` (height, width) and ``bf_tolerance_px`` ``(N,)``.
-        Summed over images they give the state of :meth:`state_tensors` (see
+        Needs ``per_image=True``. Values are CPU tensors with images on dim 0: ``size`` ``(N, 2)``
+        (height, width) and every active metric's declared records, ``(N, K)`` per class or
+        ``(N,)`` (built-ins: ``area_inter``, ``area_target``, ``area_pred``; with boundaries also
+        ``biou_inter``, ``biou_union``, ``biou_fixed_inter``, ``biou_fixed_union``,
+        ``bf_pred_total``, ``bf_pred_matched``, ``bf_target_total``, ``bf_target_matched``,
+        ``bf_in_pred``, ``bf_in_target`` and ``bf_tolerance_px``). Each metric's
+        ``state_of(records)`` merged over images gives its part of :meth:`state_tensors` (see
         :func:`upbench.metrics.per_image.scores_from_counts`).
         """
         if not self.per_image:
@@ -146,25 +119,22 @@ class SegmentationMetrics:
         return {name: torch.cat([r[name] for r in self._images]) for name in self._images[0]}
 
     def compute(self) -> dict[str, Any]:
-        """The metrics over everything seen since the last reset (see :mod:`upbench.metrics`)."""
+        """The metrics over everything seen since the last reset (see :mod:`upbench.metrics`);
+        a metric skipped by the options (``boundary=False``) has its values of no data (NaN)."""
         state = {name: t.cpu() for name, t in self._state.items()}
-        out: dict[str, Any] = region_scores(state["confusion"])
-        out["BF_tolerance_px"] = float(safe_ratio(state["bf_tolerance_sum"], state["image_count"]))
-        nan_list = [math.nan] * self.num_classes
-        fixed_key = f"BIoU_{self.options.biou_fixed_px}px"
-        if not self.options.boundary:
-            out.update({"BF": math.nan, "BIoU": math.nan, fixed_key: math.nan, "BF_tolerance_px": math.nan})
-            out.update({"BF_precision": math.nan, "BF_recall": math.nan})
-            out.update({"BF_class": nan_list, "BIoU_class": nan_list, f"{fixed_key}_class": nan_list})
-            return out
-        for key, prefix in (("BIoU", "biou"), (fixed_key, "biou_fixed")):
-            per_class = safe_ratio(state[f"{prefix}_inter"], state[f"{prefix}_union"])
-            out[key] = nanmean(per_class)
-            out[f"{key}_class"] = per_class.tolist()
-        image = safe_ratio(state["bf_image_sum"], state["bf_image_count"].expand(3))
-        out["BF"], out["BF_precision"], out["BF_recall"] = float(image[2]), float(image[0]), float(image[1])
-        out["BF_class"] = safe_ratio(state["bf_class_sum"][2], state["bf_class_count"]).tolist()
+        out: dict[str, Any] = {}
+        for metric in self._metrics:
+            own = {name: state[name] for name in metric.states} if metric in self._active else metric.initial_state()
+            out.update(metric.compute(own))
         return out
+
+    def metrics(self) -> list[Any]:
+        """The metric instances this object runs (:class:`upbench.metrics.base.Metric`), in report order."""
+        return list(self._metrics)
+
+    def reductions(self) -> dict[str, str]:
+        """How each state tensor merges (``sum``, ``max`` or ``min``), by name."""
+        return dict(self._reduce)
 
     def state_tensors(self) -> dict[str, Tensor]:
         """The live state tensors by name; summing them over ranks (in place) merges the ranks."""
@@ -179,8 +149,7 @@ class SegmentationMetrics:
                 raise InputShapeError(
                     f"state {name!r} has shape {tuple(tensor.shape)}, expected {tuple(self._state[name].shape)}"
                 )
-        device = self._state["confusion"].device
-        self._state = {n: t.detach().to(device, self._state[n].dtype).clone() for n, t in state.items()}
+        self._state = {n: t.detach().to(self._state[n].device, self._state[n].dtype).clone() for n, t in state.items()}
         self._empty = False
 
     def merge(self, other: SegmentationMetrics) -> None:
@@ -188,6 +157,6 @@ class SegmentationMetrics:
         if (other.num_classes, other.options) != (self.num_classes, self.options):
             raise InputShapeError("can only merge metrics with the same num_classes and options")
         for name, tensor in other.state_tensors().items():
-            self._state[name] += tensor.to(self._state[name].device)
+            merge_into(self._state[name], tensor, self._reduce[name])
         self._images += other._images
         self._empty = self._empty and other._empty

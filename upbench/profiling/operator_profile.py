@@ -1,7 +1,7 @@
 """Profile one registered operator at one size: the measurement rows of an ``ops`` cell.
 
 Rows follow the results schema of docs/architecture.md (``metric``, ``value``, ``unit``,
-``statistic``, ``status``, ``error``); the runner adds the identity and provenance columns.
+``statistic``, ``status``, ``error``); whoever records the cell adds the identity and provenance columns.
 
 ===============================  =======  ===========================================  =====
 metric                           unit     statistic                                    mode
@@ -45,6 +45,7 @@ from upbench.profiling.outcome import Outcome, run_guarded
 from upbench.profiling.params import count_params
 from upbench.profiling.runners import ExecutionMode, ModeUnavailable, forward_backward_fn, forward_fn, prepare
 from upbench.profiling.timing import measure_latency
+from upbench.results import row
 
 DEFAULT_OPS_WARMUP = 1
 DEFAULT_OPS_ITERS = 5
@@ -52,25 +53,6 @@ MODES = ("forward", "forward_backward")
 MiB = float(1 << 20)
 
 Row = dict[str, Any]
-
-
-def row(
-    metric: str,
-    value: float | int | None,
-    unit: str,
-    statistic: str = "value",
-    status: str = "ok",
-    error: str | None = None,
-) -> Row:
-    """One measurement row in the results schema."""
-    return {
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "statistic": statistic,
-        "status": status,
-        "error": error,
-    }
 
 
 def _latency_rows(metric: str, outcome: Outcome[Any]) -> list[Row]:

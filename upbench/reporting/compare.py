@@ -38,11 +38,11 @@ import pandas as pd
 import torch
 
 from upbench.errors import UpbenchError
+from upbench.metrics import headline_metrics, higher_is_better, summary_metrics
 from upbench.metrics.per_image import FILE_NAME, frame_to_arrays, read_per_image, scores_from_counts
 from upbench.reporting.load import check_run_dir, load_rows, measurements
 from upbench.reporting.settings import attach_setting_ids
 
-METRICS = ("mIoU", "BF", "BIoU")
 #: Metrics recomputed at analysis time from each cell's saved model (not in the results rows):
 #: the mosaic index of the upsampled feature on every validation image (lower: fewer block artefacts).
 MODEL_METRICS = ("mosaic_index",)
@@ -71,17 +71,19 @@ class RunBootstrap:
 
     Args:
         run_dir: a run directory (``results.jsonl`` and ``cells/<id>/per_image.parquet``).
-        metrics: accuracy metrics (``mIoU``, ``BF``, ``BIoU``).
+        metrics: accuracy metrics (any summary score of a registered metric, or ``mosaic_index``;
+            default: the headline metrics, ``mIoU``, ``BF``, ``BIoU`` and any registered as headline).
         n_boot: bootstrap replicates.
         seed: seed of every random draw.
     """
 
     def __init__(
-        self, run_dir: str | Path, metrics: Iterable[str] = METRICS, n_boot: int = 2000, seed: int = 0
+        self, run_dir: str | Path, metrics: Iterable[str] | None = None, n_boot: int = 2000, seed: int = 0
     ) -> None:
-        unknown = sorted(set(metrics) - set(METRICS) - set(MODEL_METRICS))
+        metrics = headline_metrics() if metrics is None else tuple(metrics)
+        unknown = sorted(set(metrics) - set(summary_metrics()) - set(MODEL_METRICS))
         if unknown:
-            valid = ", ".join((*METRICS, *MODEL_METRICS))
+            valid = ", ".join((*summary_metrics(), *MODEL_METRICS))
             raise UpbenchError(f"compare: unknown metric(s) {', '.join(unknown)}; choose from {valid}")
         if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
             raise UpbenchError(f"compare: n_boot must be an int >= 1, got {n_boot!r}")
@@ -278,18 +280,21 @@ class RunBootstrap:
         return pd.DataFrame(out, columns=columns).sort_values(["setting_id", "operator", "metric"], kind="mergesort")
 
     def tie_group(self, setting_id: str, metric: str) -> set[str]:
-        """The best label by mean and every label not significantly worse than it."""
+        """The best label by mean (the lowest for a metric declared ``higher_is_better=False``) and
+        every label not significantly worse than it."""
         sub = self.points[(self.points["setting_id"] == setting_id) & (self.points["metric"] == metric)]
         if sub.empty:
             return set()
         means = sub.groupby("label")["value"].mean()
-        best = str(means.idxmax())
+        higher = higher_is_better(metric)
+        best = str(means.idxmax() if higher else means.idxmin())
         group = {best}
         for label in means.index:
             if label == best:
                 continue
             d = self.difference(setting_id, str(label), best, metric)
-            if d.n_paired == 0 or not d.ci_high < 0:
+            worse = d.ci_high < 0 if higher else d.ci_low > 0
+            if d.n_paired == 0 or not worse:
                 group.add(str(label))
         return group
 
@@ -337,7 +342,7 @@ def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:
 def compare(
     run_dir: str | Path,
     reference: str = "bilinear",
-    metrics: Iterable[str] = METRICS,
+    metrics: Iterable[str] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:

@@ -119,7 +119,8 @@ def _differences(table: tables.Table, col: int, reference: str) -> dict[str, tup
 
 def table_html(table: tables.Table) -> str:
     """One interactive table (see the module); its ``<section>`` carries the selectors."""
-    acc = [i for i, c in enumerate(table.columns) if c.metric in tables.ACCURACY_METRICS]
+    accuracy = tables.accuracy_metrics()
+    acc = [i for i, c in enumerate(table.columns) if c.metric in accuracy]
     refs = [r for r in (tables.REFERENCE, tables.CONTROL) if any(_differences(table, i, r) for i in acc)]
     forest = table.intervals and bool(refs)
     diffs = {(table.columns[i].metric, r): _differences(table, i, r) for i in acc for r in refs} if forest else {}

@@ -67,8 +67,8 @@ LEGEND_CLASSES = 24
 
 
 def load_cell_model(config: dict[str, Any], num_classes: int) -> nn.Module:
-    """The (untrained) model of a train cell config, as the runner builds it."""
-    from upbench.runner import build_cell_model
+    """The (untrained) model of a train cell config, as the cell builds it."""
+    from upbench.cell import build_cell_model
 
     return build_cell_model(config, num_classes)
 

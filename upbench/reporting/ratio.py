@@ -15,7 +15,7 @@ import json
 
 import pandas as pd
 
-from upbench.reporting.compare import METRICS, RunBootstrap
+from upbench.reporting.compare import RunBootstrap
 from upbench.reporting.tables import CONTROL, REFERENCE
 
 COLUMNS = (
@@ -46,10 +46,14 @@ def scale_families(analysis: RunBootstrap) -> list[dict[int, str]]:
     return [dict(sorted(g.items())) for _, g in sorted(groups.items()) if len(g) >= 2]
 
 
-def ratio_trend(analysis: RunBootstrap, reference: str = REFERENCE, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+def ratio_trend(
+    analysis: RunBootstrap, reference: str = REFERENCE, metrics: tuple[str, ...] | None = None
+) -> pd.DataFrame:
     """One row per (ratio family, operator, metric) and ``kind``: ``gap`` (``operator - reference``
     at ``scale``) or ``change`` (the gap at ``scale`` minus the gap at ``scale_from``, the
-    family's smallest ratio). Values are fractions, like :func:`upbench.reporting.compare`."""
+    family's smallest ratio). Values are fractions, like :func:`upbench.reporting.compare`;
+    ``metrics``: default those of ``analysis``."""
+    metrics = analysis.metrics if metrics is None else metrics
     out = []
     for number, family in enumerate(scale_families(analysis)):
         scales = list(family)

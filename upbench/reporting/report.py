@@ -133,7 +133,7 @@ def write_report(
                 csv = trends[ref].to_csv(index=False, float_format="%.10g")
                 _write(out / "tables" / f"ratio_trend_{ref}.csv", csv)
 
-    every = tables.select_columns(tables.ACCURACY_METRICS, [c.metric for c in tables.TRAIN_COLUMNS[3:]])
+    every = tables.select_columns(tables.accuracy_metrics(), [c.metric for c in tables.COST_COLUMNS])
     train_tables = tables.train_tables(data["train"], analysis, shown_columns)
     full_tables = tables.train_tables(data["train"], analysis, every)
     ops_tables = tables.ops_tables(data["ops"])
@@ -221,7 +221,7 @@ def _with_intervals(train: pd.DataFrame, analysis: RunBootstrap) -> pd.DataFrame
     low, high = [], []
     for r in train.itertuples():
         d = None
-        if r.metric in tables.ACCURACY_METRICS and isinstance(getattr(r, "setting_id", None), str):
+        if r.metric in tables.accuracy_metrics() and isinstance(getattr(r, "setting_id", None), str):
             d = analysis.difference(r.setting_id, r.label, None, r.metric)
         low.append(d.ci_low if d is not None and d.n_paired else float("nan"))
         high.append(d.ci_high if d is not None and d.n_paired else float("nan"))

@@ -27,7 +27,6 @@ import torch
 
 from upbench.errors import UpbenchError
 from upbench.reporting.compare import (
-    METRICS,
     SETTING_COLUMNS,
     STAT_COLUMNS,
     Difference,
@@ -63,7 +62,7 @@ class Run:
 
 
 def load_runs(
-    paths: Iterable[str | Path], metrics: Iterable[str] = METRICS, n_boot: int = 2000, seed: int = 0
+    paths: Iterable[str | Path], metrics: Iterable[str] | None = None, n_boot: int = 2000, seed: int = 0
 ) -> list[Run]:
     """The runs to compare (two or more; each checked, :class:`UpbenchError` otherwise)."""
     paths = [Path(p) for p in paths]

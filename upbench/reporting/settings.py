@@ -4,7 +4,7 @@ seed and its operator (``label``, ``operator``, ``options``, ``resolved_options`
 Reports average seeds only within one (setting, operator label) and put operators side by side
 only within one setting, so two cells that differ in anything but the seed (a ``--set`` override,
 another dataset size, another training length) are never averaged as seeds. The configuration is
-read from ``cells/<cell_id>/config.json`` (written by the runner); cells without it fall back to
+read from ``cells/<cell_id>/config.json`` (written by the cell); cells without it fall back to
 their identity columns in ``results.jsonl``.
 """
 

@@ -12,101 +12,83 @@ it), and the differences go to their own tables, one per reference: each operato
 ``bilinear``, and each guided operator minus the ``guided_bilinear`` control, with the 95 %
 paired-bootstrap interval and ``*`` when it excludes 0 (:func:`differences`). Latency and peak
 memory ties come from overlapping interquartile ranges; other columns bold the best value at the
-printed precision. Which columns: :func:`select_columns`. Only this module rounds: stored values
-are never rounded.
+printed precision. Which columns: :func:`select_columns`. Only the table modules round: stored
+values are never rounded.
+
+Three modules, one job each: :mod:`~upbench.reporting.table_model` (columns, cells, tables),
+this one (building them from results), :mod:`~upbench.reporting.table_text` (Markdown, LaTeX);
+every name of the other two is also here, as ``tables.<name>``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-REFERENCE = "bilinear"
-CONTROL = "guided_bilinear"
-MISSING = "—"
-ACCURACY_METRICS = ("mIoU", "BF", "BIoU")
-#: Differences (often a fraction of a point) get one decimal more than the values they compare.
-DIFF_EXTRA_DECIMALS = 1
-SPREAD_METRICS = ("latency_forward", "peak_memory")
-
-
-@dataclass(frozen=True)
-class Column:
-    """How a metric is shown: header, multiplier to the displayed unit, decimals, better direction."""
-
-    metric: str
-    header: str
-    factor: float
-    decimals: int
-    higher_is_better: bool
-    optional: bool = False
-
-
-TRAIN_COLUMNS = (
-    Column("mIoU", "mIoU (%)", 100.0, 1, True),
-    Column("BF", "BF (%)", 100.0, 1, True),
-    Column("BIoU", "BIoU (%)", 100.0, 1, True),
-    Column("params", "params (M)", 1e-6, 3, False),
-    Column("operator_params", "op. params (K)", 1e-3, 1, False, optional=True),
-    Column("gmacs", "GMACs", 1.0, 3, False),
-    Column("latency_forward", "latency (ms)", 1.0, 2, False),
-    Column("peak_memory", "peak mem. (MiB)", 1.0, 1, False),
+from upbench.reporting.table_model import (
+    CONTROL,
+    COST_COLUMNS,
+    DEFAULT_COST_COLUMNS,
+    DIFF_EXTRA_DECIMALS,
+    MISSING,
+    OPS_COLUMNS,
+    OPS_GROUP,
+    REFERENCE,
+    SPREAD_METRICS,
+    TRAIN_GROUP,
+    Column,
+    Entry,
+    Table,
+    _round,
+    accuracy_metrics,
+    select_columns,
+    train_columns,
 )
-OPS_COLUMNS = (
-    Column("params", "params (K)", 1e-3, 1, False),
-    Column("gmacs", "MMACs", 1e3, 2, False),
-    Column("latency_forward", "fwd (ms)", 1.0, 2, False),
-    Column("latency_forward_backward", "fwd+bwd (ms)", 1.0, 2, False, optional=True),
-    Column("peak_memory", "peak mem. (MiB)", 1.0, 2, False),
-    Column("peak_memory_forward_backward", "fwd+bwd mem. (MiB)", 1.0, 2, False, optional=True),
+from upbench.reporting.table_text import (
+    _entry_text,
+    _fmt,
+    _legend,
+    _spread_decimals,
+    differences,
+    interval_text,
+    to_latex,
+    to_markdown,
 )
-#: What a report shows by default: the accuracy metrics, then the operator's cost (``--metrics``,
-#: ``--columns`` of ``upbench report`` choose others from :data:`TRAIN_COLUMNS`).
-DEFAULT_METRICS = ACCURACY_METRICS
-DEFAULT_COST_COLUMNS = ("operator_params", "gmacs", "latency_forward")
-TRAIN_GROUP = ("architecture", "protocol", "preset", "dataset", "scale")
-OPS_GROUP = ("scale", "batch", "in_channels", "lr_height", "lr_width", "guide_channels", "dtype", "device")
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One table cell, already in display units."""
-
-    mean: float | None
-    std: float | None
-    n: int
-    delta: float | None
-    best: bool
-    decimals: int
-    ci: tuple[float, float] | None = None  # interval of ``delta``
-    marked: bool = False  # the difference is significant (interval excludes 0, or IQRs apart)
-    control: tuple[float, float, float, bool] | None = None  # gain over guided_bilinear: d, lo, hi, marked
-    spread: tuple[float, float] | None = None  # q1, q3
-
-
-@dataclass(frozen=True)
-class Table:
-    """A titled table: ``rows`` are ``(label, seeds, entries)``; ``stem`` names its files."""
-
-    title: str
-    stem: str
-    columns: tuple[Column, ...]
-    rows: tuple[tuple[str, int, tuple[Entry, ...]], ...]
-    reference: str | None
-    notes: tuple[str, ...] = ()
-    intervals: bool = False
-
-    @property
-    def headers(self) -> tuple[str, ...]:
-        return tuple(c.header for c in self.columns)
-
-
-def _round(value: float, decimals: int) -> float:
-    return float(f"{value:.{decimals}f}")
+#: What this module offers: the tables (built here), their columns (:mod:`.table_model`) and
+#: their text (:mod:`.table_text`), all under ``tables.<name>``.
+__all__ = [
+    "CONTROL",
+    "COST_COLUMNS",
+    "DEFAULT_COST_COLUMNS",
+    "DIFF_EXTRA_DECIMALS",
+    "MISSING",
+    "OPS_COLUMNS",
+    "OPS_GROUP",
+    "REFERENCE",
+    "SPREAD_METRICS",
+    "TRAIN_GROUP",
+    "Column",
+    "Entry",
+    "Table",
+    "_entry_text",
+    "_fmt",
+    "_legend",
+    "_spread_decimals",
+    "accuracy_metrics",
+    "build_table",
+    "differences",
+    "interval_text",
+    "ops_tables",
+    "select_columns",
+    "to_latex",
+    "to_markdown",
+    "train_columns",
+    "train_tables",
+]
 
 
 def build_table(
@@ -132,7 +114,7 @@ def build_table(
     best: dict[str, set[str]] = {}
     for col in columns:
         measured = [lab for lab in labels if (lab, col.metric) in stats]
-        if intervals and col.metric in ACCURACY_METRICS:
+        if intervals and col.metric in accuracy_metrics():
             best[col.metric] = analysis.tie_group(setting_id, col.metric) & set(measured)
         elif col.metric in SPREAD_METRICS and measured and all((lab, col.metric) in quartiles for lab in measured):
             top = min(measured, key=lambda lab: stats[(lab, col.metric)][0])
@@ -158,7 +140,7 @@ def build_table(
             delta = mean - ref[0] * col.factor if ref is not None else None
             is_best = len(labels) > 1 and lab in best.get(col.metric, set())
             extra: dict[str, Any] = {}
-            if intervals and col.metric in ACCURACY_METRICS:
+            if intervals and col.metric in accuracy_metrics():
                 extra = _accuracy_extra(analysis, setting_id, lab, col, ref is not None, lab in guided, labels)
                 if "delta" in extra:
                     delta = extra.pop("delta")
@@ -220,205 +202,8 @@ def _accuracy_extra(
     return out
 
 
-def _fmt(value: float, decimals: int, sign: bool = False) -> str:
-    value = _round(value, decimals) + 0.0  # no "-0.00"
-    return f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
-
-
-def _entry_text(e: Entry, bold: tuple[str, str], pm: str) -> str:
-    """A value cell: mean (bold in the tie group), ``[q1–q3]`` where known, ``± std`` over seeds."""
-    if e.mean is None:
-        return MISSING
-    mean = _fmt(e.mean, e.decimals if e.spread is None else _spread_decimals(e.spread[1], e.decimals))
-    text = f"{bold[0]}{mean}{bold[1]}" if e.best else mean
-    if e.spread is not None:
-        low, high = (_fmt(v, _spread_decimals(e.spread[1], e.decimals)) for v in e.spread)
-        text += f" [{low}–{high}]"
-    elif e.std is not None:
-        text += f"{pm}{_fmt(e.std, e.decimals)}"
-    if e.n:
-        text += f" [n={e.n}]"
-    return text
-
-
-def _spread_decimals(value: float, decimals: int) -> int:
-    """Fewer decimals for large quartiles (about 4 significant digits), so that cells stay short."""
-    magnitude = int(math.floor(math.log10(abs(value)))) + 1 if value and math.isfinite(value) else 1
-    return max(0, min(decimals, 4 - magnitude))
-
-
-def interval_text(d: float, lo: float, hi: float, marked: bool, decimals: int) -> str:
-    """``+d [lo, hi]`` with ``*`` when the interval excludes 0."""
-    parts = (_fmt(v, decimals, sign=True) for v in (d, lo, hi))
-    return "{} [{}, {}]".format(*parts) + ("*" if marked else "")
-
-
-def differences(table: Table, reference: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Rows ``(label, cells)`` of the difference table of ``table`` against ``reference``
-    (:data:`REFERENCE` or :data:`CONTROL`): the accuracy columns with intervals; empty when the
-    table has no intervals or no row has a difference to that reference."""
-    cols = [i for i, c in enumerate(table.columns) if c.metric in ACCURACY_METRICS]
-    if not table.intervals or not cols:
-        return []
-    out = []
-    for label, _, entries in table.rows:
-        if label == reference:
-            continue
-        cells = []
-        for i in cols:
-            e = entries[i]
-            if reference == CONTROL:
-                value = e.control
-            else:
-                value = (e.delta, *e.ci, e.marked) if e.delta is not None and e.ci is not None else None
-            cells.append(MISSING if value is None else interval_text(*value, e.decimals + DIFF_EXTRA_DECIMALS))
-        if any(c != MISSING for c in cells):
-            out.append((label, tuple(cells)))
-    return out
-
-
-def _diff_headers(table: Table) -> list[str]:
-    return [c.metric for c in table.columns if c.metric in ACCURACY_METRICS]
-
-
-def to_markdown(table: Table) -> str:
-    """The table as GitHub Markdown: a heading, the values (mean ± std), a short legend and the
-    caption notes, then one difference table per reference (bilinear, the guide control)."""
-    head = ["operator", "n", *table.headers]
-    lines = [
-        f"### {table.title}",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * 2 + ["--:"] * len(table.headers)) + "|",
-    ]
-    for label, seeds, entries in table.rows:
-        cells = [label, str(seeds), *(_entry_text(e, ("**", "**"), "±") for e in entries)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _legend(table), *(f"{note}" for note in table.notes), ""]
-    for ref in (REFERENCE, CONTROL):
-        rows = differences(table, ref)
-        if not rows:
-            continue
-        diff_head = ["operator", *(f"Δ {h}" for h in _diff_headers(table))]
-        lines += [
-            f"Difference to {ref} (points, 95 % interval){' — guided operators' if ref == CONTROL else ''}:",
-            "",
-            "| " + " | ".join(diff_head) + " |",
-            "|---|" + "--:|" * (len(diff_head) - 1),
-            *("| " + " | ".join([label, *cells]) + " |" for label, cells in rows),
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _latex_escape(text: str) -> str:
-    text = re.sub(r"([&%$#_{}])", r"\\\1", text).replace("~", r"\textasciitilde{}")
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace(MISSING, "--")
-
-
-def _latex_tabular(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
-        r"\toprule",
-        " & ".join(_latex_escape(h) for h in head) + r" \\",
-        r"\midrule",
-        *(" & ".join(cells) + r" \\" for cells in rows),
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]
-
-
-def to_latex(table: Table, reference: str | None = None) -> str:
-    """The table as a LaTeX ``table`` with ``booktabs`` rules and a short caption (the longer
-    notes follow as ``%`` comments); ``reference`` (bilinear or the control): its difference
-    table instead (empty string when there is none)."""
-    star = r"$^*$"
-    if reference is not None:
-        rows = differences(table, reference)
-        if not rows:
-            return ""
-        head = ["operator", *(f"Δ {h}" for h in _diff_headers(table))]
-        body = [[_latex_escape(label), *(_latex_escape(c).replace("*", star) for c in cells)] for label, cells in rows]
-        caption = _latex_escape(
-            f"{table.title}: difference to {reference} in points, paired by seed, with its 95 % paired-bootstrap "
-            "interval over validation images and seeds; STAR: the interval excludes 0."
-        ).replace("STAR", star)
-        label, comments = f"{table.stem}-vs-{reference}", ()
-    else:
-        head = ["operator", "n", *table.headers]
-        body = [
-            [
-                _latex_escape(label),
-                str(seeds),
-                *(_latex_escape(_entry_text(e, ("BOLDOPEN", "BOLDCLOSE"), "±")) for e in entries),
-            ]
-            for label, seeds, entries in table.rows
-        ]
-        body = [[c.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}") for c in row] for row in body]
-        caption = _latex_escape(f"{table.title}. {_short_legend(table)}")
-        label, comments = table.stem, table.notes
-    return "\n".join(
-        [
-            r"% needs \usepackage{booktabs}",
-            r"\begin{table}[t]",
-            r"\centering",
-            r"\caption{" + caption + "}",
-            r"\label{tab:" + label + "}",
-            *_latex_tabular(head, body),
-            r"\end{table}",
-            *(f"% {note}" for note in comments),
-            "",
-        ]
-    )
-
-
-def _short_legend(table: Table) -> str:
-    tie = (
-        "bold: the best mean and every value not significantly worse (95 % paired bootstrap)"
-        if table.intervals
-        else "bold: the best value"
-    )
-    spread = "; latency and memory: median [q1–q3]" if any(c.metric in SPREAD_METRICS for c in table.columns) else ""
-    return f"Mean ± std over n seeds; {tie}{spread}."
-
-
-def _legend(table: Table) -> str:
-    if not table.intervals:
-        why = "" if table.reference else "; no bilinear row"
-        return (
-            f"Mean ± std over n seeds; best per column in bold (no per-image records, so no intervals{why}); "
-            f"latency and memory: median [q1–q3]; {MISSING}: not measured."
-        )
-    return (
-        "Mean ± std over n seeds. Bold: the tie group, the best mean and every value not significantly "
-        "worse (95 % paired bootstrap; latency and memory: median [q1–q3], tied while the IQRs overlap). "
-        f"{MISSING}: not measured. Differences with intervals follow the table."
-    )
-
-
 def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
-
-
-def select_columns(metrics: Any = None, columns: Any = None) -> tuple[Column, ...]:
-    """The train columns to show: ``metrics`` (accuracy metrics, default mIoU, BF, BIoU) then
-    ``columns`` (costs, default operator params, GMACs, latency), each a list or a comma string
-    of metric names from :data:`TRAIN_COLUMNS`; unknown names raise :class:`UpbenchError`."""
-    from upbench.errors import UpbenchError
-
-    by_name = {c.metric: c for c in TRAIN_COLUMNS}
-    chosen = []
-    for given, default, what in ((metrics, DEFAULT_METRICS, "--metrics"), (columns, DEFAULT_COST_COLUMNS, "--columns")):
-        names = (
-            default if given is None else [n.strip() for n in (given.split(",") if isinstance(given, str) else given)]
-        )
-        unknown = [n for n in names if n not in by_name]
-        if unknown or not names:
-            raise UpbenchError(
-                f"{what}: unknown or empty {', '.join(unknown) or 'list'}; choose from {', '.join(by_name)}"
-            )
-        chosen += [by_name[n] for n in names if by_name[n] not in chosen]
-    return tuple(chosen)
 
 
 def train_tables(train: pd.DataFrame, analysis: Any = None, columns: tuple[Column, ...] | None = None) -> list[Table]:
@@ -506,7 +291,7 @@ def _unseparated_notes(analysis: Any, sid: str, labels: list[str], guided: list[
     notes = []
     for ref, who in ((REFERENCE, labels), (CONTROL, guided)):
         parts = []
-        for metric in ACCURACY_METRICS:
+        for metric in accuracy_metrics():
             same = []
             for label in who:
                 if label == ref:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from upbench.reporting.compare import METRICS, MODEL_METRICS, RunBootstrap
+from upbench.metrics import headline_metrics
+from upbench.reporting.compare import MODEL_METRICS, RunBootstrap
 
 COLUMNS = ("setting_id", "scale", "variant", "base", "metric", "variant_mean", "base_mean", "diff", "ci_low", "ci_high")
 
@@ -77,12 +78,12 @@ def variant_analysis(run_dir, device: str = "cpu", n_boot: int = 2000) -> RunBoo
     its model), or None when the run has no variant next to its operator."""
     from pathlib import Path
 
-    analysis = RunBootstrap(run_dir, METRICS, n_boot=n_boot)
+    analysis = RunBootstrap(run_dir, n_boot=n_boot)
     if not any(variant_pairs(analysis, sid) for sid in analysis.settings):
         return None
     models = all((Path(run_dir) / "cells" / c / "model.pt").is_file() for c in analysis.cells.values())
     if models:
-        analysis = RunBootstrap(run_dir, (*METRICS, *MODEL_METRICS), n_boot=n_boot)
+        analysis = RunBootstrap(run_dir, (*headline_metrics(), *MODEL_METRICS), n_boot=n_boot)
         analysis.device = device
     return analysis
 

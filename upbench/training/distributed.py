@@ -65,8 +65,15 @@ def rank_and_world() -> tuple[int, int]:
 
 def all_reduce_sum_(tensor: Tensor) -> Tensor:
     """Sum ``tensor`` over all ranks in place (no-op outside a process group)."""
+    return all_reduce_(tensor, "sum")
+
+
+def all_reduce_(tensor: Tensor, reduce: str) -> Tensor:
+    """Merge ``tensor`` over all ranks in place by ``reduce`` (``sum``, ``max`` or ``min``; no-op
+    outside a process group)."""
     if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[reduce]
+        dist.all_reduce(tensor, op=op)
     return tensor
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from upbench.training.distributed import all_reduce_sum_, rank_and_world
+from upbench.training.distributed import all_reduce_, rank_and_world
 from upbench.training.inference import predict_logits
 from upbench.training.loop import unwrap
 
@@ -32,8 +32,8 @@ def evaluate(
 
     Logits are resized (bilinear) to the label's resolution before the argmax, so predictions
     are scored at the label's original size. Inside a process group each rank scores every
-    ``world``-th image and the metric states are summed over ranks; every rank returns the same
-    dict. ``metric_options`` go to :class:`upbench.metrics.SegmentationMetrics`. ``amp`` uses
+    ``world``-th image and the metric states are merged over ranks by their declared rules; every
+    rank returns the same dict. ``metric_options`` go to :class:`upbench.metrics.SegmentationMetrics`. ``amp`` uses
     float16 autocast on CUDA (ignored on CPU). The model's train/eval mode is restored after.
     ``per_image`` adds ``"per_image"``: the per-image counts as the long table of
     :mod:`upbench.metrics.per_image` (gathered from every rank), ``image`` = dataset index.
@@ -64,8 +64,9 @@ def evaluate(
     finally:
         core.train(was_training)
     if world > 1:
-        for t in metrics.state_tensors().values():
-            all_reduce_sum_(t)
+        reductions = metrics.reductions()
+        for name, t in metrics.state_tensors().items():
+            all_reduce_(t, reductions[name])
     out = metrics.compute()
     if per_image:
         out["per_image"] = _gather_per_image(metrics, list(range(rank, len(dataset), world)), world)

@@ -1,4 +1,4 @@
-"""The runner: tidy rows, resume after an interruption, failures recorded, exports."""
+"""The driver: tidy rows, resume after an interruption, failures recorded, exports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from tiny_suites import TINY_TRAIN_SUITE
 
-from upbench import results, runner
+from upbench import driver, results
+from upbench.cell import run as cell_run
 from upbench.suite import load_suite
 from upbench.training.train_log import read_train_log
 
@@ -39,7 +40,7 @@ def ops_suite(tmp_path):
 
 def test_ops_run_writes_tidy_rows_and_resumes(ops_suite, tmp_path) -> None:
     out = tmp_path / "run"
-    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    summary = driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert summary.total == 6 and summary.ran == 6 and summary.failed == 0
     df = results.read_results(out)
     assert set(IDENTITY + ["metric", "value", "unit", "statistic", "status", "git_commit", "time"]) <= set(df.columns)
@@ -49,42 +50,42 @@ def test_ops_run_writes_tidy_rows_and_resumes(ops_suite, tmp_path) -> None:
     assert (out / "results.csv").is_file() and (out / "results.parquet").is_file()
     assert len(pd.read_parquet(out / "results.parquet")) == len(results.read_rows(out))
     assert (out / "suite.toml").is_file() and json.loads((out / "environment.json").read_text())
-    again = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    again = driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert again.already_done == 6 and again.ran == 0
 
 
 def test_interrupted_run_completes_only_missing_cells(ops_suite, tmp_path, monkeypatch) -> None:
     out = tmp_path / "run"
     calls = []
-    original = runner._run_ops_cell
+    original = cell_run.KINDS["ops"]
 
-    def interrupt_third(cell, device):
-        calls.append(cell.cell_id)
+    def interrupt_third(config, cell_dir, device, progress):
+        calls.append(cell_dir.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(cell, device)
+        return original(config, cell_dir, device, progress)
 
-    monkeypatch.setattr(runner, "_run_ops_cell", interrupt_third)
+    monkeypatch.setitem(cell_run.KINDS, "ops", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
-        runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+        driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert len(results.finished_cells(out)) == 2
-    monkeypatch.setattr(runner, "_run_ops_cell", original)
-    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    monkeypatch.setitem(cell_run.KINDS, "ops", original)
+    summary = driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert summary.already_done == 2 and summary.ran == 4
     assert len(results.finished_cells(out)) == 6
 
 
 def test_failed_cell_recorded_and_suite_goes_on(ops_suite, tmp_path, monkeypatch) -> None:
     out = tmp_path / "run"
-    original = runner._run_ops_cell
+    original = cell_run.KINDS["ops"]
 
-    def fail_deconv(cell, device):
-        if cell.config["operator"] == "deconv":
+    def fail_deconv(config, cell_dir, device, progress):
+        if config["operator"] == "deconv":
             raise RuntimeError("boom")
-        return original(cell, device)
+        return original(config, cell_dir, device, progress)
 
-    monkeypatch.setattr(runner, "_run_ops_cell", fail_deconv)
-    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    monkeypatch.setitem(cell_run.KINDS, "ops", fail_deconv)
+    summary = driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert summary.failed == 2 and summary.ran == 6
     df = results.read_results(out)
     failed = df[(df["operator"] == "deconv") & (df["metric"] == "cell")]
@@ -92,8 +93,8 @@ def test_failed_cell_recorded_and_suite_goes_on(ops_suite, tmp_path, monkeypatch
     cell_id = failed["cell_id"].iloc[0]
     assert "RuntimeError: boom" in (out / "cells" / cell_id / "error.txt").read_text()
     # the next run retries only the failed cells; the latest attempt wins in read_results
-    monkeypatch.setattr(runner, "_run_ops_cell", original)
-    summary = runner.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
+    monkeypatch.setitem(cell_run.KINDS, "ops", original)
+    summary = driver.run_suite(ops_suite, out_dir=out, device="cpu", progress=False)
     assert summary.ran == 2 and summary.failed == 0
     df = results.read_results(out)
     assert set(df.loc[df["metric"] == "cell", "status"]) == {"ok"}
@@ -103,18 +104,18 @@ def test_failed_cell_recorded_and_suite_goes_on(ops_suite, tmp_path, monkeypatch
 def test_oom_is_a_status(ops_suite, tmp_path, monkeypatch) -> None:
     import torch
 
-    def oom(cell, device):
+    def oom(config, cell_dir, device, progress):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
-    monkeypatch.setattr(runner, "_run_ops_cell", oom)
-    summary = runner.run_suite(ops_suite, out_dir=tmp_path / "run", device="cpu", progress=False)
+    monkeypatch.setitem(cell_run.KINDS, "ops", oom)
+    summary = driver.run_suite(ops_suite, out_dir=tmp_path / "run", device="cpu", progress=False)
     df = results.read_results(tmp_path / "run")
     assert summary.failed == 6 and set(df["status"]) == {"oom"}
 
 
 def test_truncated_last_line_is_skipped(ops_suite, tmp_path) -> None:
     out = tmp_path / "run"
-    runner.run_suite(load_suite_only(ops_suite, "operator=bilinear"), out_dir=out, device="cpu", progress=False)
+    driver.run_suite(load_suite_only(ops_suite, "operator=bilinear"), out_dir=out, device="cpu", progress=False)
     with open(out / "results.jsonl", "a") as fh:
         fh.write('{"cell_id": "abc", "metr')
     with pytest.warns(RuntimeWarning, match="truncated"):
@@ -134,14 +135,14 @@ def test_cuda_request_without_cuda_is_a_clear_error(ops_suite, tmp_path) -> None
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(ConfigError, match="no CUDA device"):
-        runner.run_suite(ops_suite, out_dir=tmp_path, device="cuda")
+        driver.run_suite(ops_suite, out_dir=tmp_path, device="cuda")
 
 
 def test_train_cells_end_to_end(tmp_path) -> None:
     p = tmp_path / "train.toml"
     p.write_text(TINY_TRAIN_SUITE)
     out = tmp_path / "run"
-    summary = runner.run_suite(load_suite(p), out_dir=out, device="cpu", progress=False)
+    summary = driver.run_suite(load_suite(p), out_dir=out, device="cpu", progress=False)
     assert summary.failed == 0, summary.describe()
     df = results.read_results(out)
     assert {"mIoU", "BF", "BIoU", "aAcc", "params", "gmacs", "train_time"} <= set(df["metric"])
