@@ -225,7 +225,7 @@ def pretrain(
     sums: dict[int, str] = {}
     encoder.train()
     heads.train()
-    t1 = time.perf_counter()
+    t1, generated_before = time.perf_counter(), pool.seconds  # the class weights' images came first
     last = config.iters if stop_after is None else min(config.iters, stop_after)
     for t in range(1, last + 1):
         images, labels = pool.batch(torch.randint(config.pool, (config.batch,), generator=g).tolist())
@@ -252,7 +252,7 @@ def pretrain(
         "first_loss": losses[0],
         "iterations": last,
         "generation_seconds": round(pool.seconds, 1),
-        "training_seconds": round(time.perf_counter() - t1 - pool.seconds, 1),
+        "training_seconds": round(time.perf_counter() - t1 - (pool.seconds - generated_before), 1),
         "params": sum(v.numel() for v in state.values()),
         "val_lr_miou": scores,
         "sha256": state_sha256(state),
