@@ -327,6 +327,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m upbench``."""
     from upbench.executors import executor_names  # the --executor choices: every registered executor
+    from upbench.audit.audit import AuditSettings
+    from upbench.pretraining import PretrainConfig
 
     parser = _Parser(prog="upbench", description="Benchmark and analysis suite for feature upsamplers.")
     parser.add_argument("--version", action="version", version=f"upbench {__version__}")
@@ -430,33 +432,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="also write the tidy comparison to this CSV file")
     p.set_defaults(func=cmd_compare)
 
+    audit = AuditSettings()  # the help texts show the defaults the commands use
     p = sub.add_parser("audit", help="can this dataset rank upsamplers? its ceilings", description=cmd_audit.__doc__)
     p.add_argument(
         "dataset", nargs="+", help="registered dataset(s): contextual, colourcoded, ade20k, ...; several side by side"
     )
     p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
-    p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default 128)")
-    p.add_argument("--count", type=_positive, default=None, help="val images audited (default 64)")
-    p.add_argument("--train-count", type=_positive, default=None, help="train images fitted on (default 256)")
-    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help="LR strides (default: 4 8 16)")
-    p.add_argument("--rf", type=_positive, default=None, help="receptive field of the local classifier (default 7)")
-    p.add_argument("--local-iters", type=_positive, default=None, help="steps of the local classifier (default 12000)")
+    p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default: the dataset's own)")
+    p.add_argument("--count", type=_positive, default=None, help=f"val images audited (default {audit.count})")
+    p.add_argument("--train-count", type=_positive, default=None, help=f"train images fitted on (default {audit.train_count})")
+    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help=f"LR strides (default: {' '.join(map(str, audit.ratios))})")
+    p.add_argument("--rf", type=_positive, default=None, help=f"receptive field of the local classifier (default {audit.local.rf})")
+    p.add_argument("--local-iters", type=_positive, default=None, help=f"steps of the local classifier (default {audit.local.iters})")
     p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="a dataset option (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default: runs/audit/<dataset>-<key>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if the audit is cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_audit)
 
+    pre = PretrainConfig()
     p = sub.add_parser("pretrain", help="pretrain an encoder on generated data", description=cmd_pretrain.__doc__)
     p.add_argument("architecture", choices=["plain", "hierarchical"], help="plain: ViT encoder; hierarchical: MiT")
     p.add_argument("--preset", default="tiny", help="encoder preset (default tiny)")
     p.add_argument("--dataset", default="contextual", help="generated dataset with a 'pretrain' split")
-    p.add_argument("--size", type=_positive, default=None, help="image side (default 128)")
-    p.add_argument("--pool", type=_positive, default=None, help="distinct pretrain images (default 6144)")
-    p.add_argument("--iters", type=_positive, default=None, help="optimizer steps (default 12000)")
-    p.add_argument("--batch", type=_positive, default=None, help="images per step (default 16)")
-    p.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (default 1e-3)")
-    p.add_argument("--balance", type=float, default=None, help="class weight exponent, 0 to 1 (default 0.5)")
+    p.add_argument("--size", type=_positive, default=None, help=f"image side (default {pre.size})")
+    p.add_argument("--pool", type=_positive, default=None, help=f"distinct pretrain images (default {pre.pool})")
+    p.add_argument("--iters", type=_positive, default=None, help=f"optimizer steps (default {pre.iters})")
+    p.add_argument("--batch", type=_positive, default=None, help=f"images per step (default {pre.batch})")
+    p.add_argument("--lr", type=float, default=None, help=f"AdamW peak learning rate (default {pre.lr:g})")
+    p.add_argument("--balance", type=float, default=None, help=f"class weight exponent, 0 to 1 (default {pre.balance})")
     p.add_argument("--name", default=None, help="file name (default: <dataset>_<encoder>_<preset>)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default runs/pretrain)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

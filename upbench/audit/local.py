@@ -21,13 +21,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from upbench.errors import ConfigError
-from upbench.training.diagnostics import loss_trend
+from upbench.training.diagnostics import loss_trend, loss_window
 from upbench.validation import Bounds, PositiveFloat, PositiveInt, check_fields, raise_if
 
 OddRF = Annotated[int, Bounds(ge=3, le=63, odd=True)]
 
 #: Converged: the training loss changed by at most this fraction over the last quarter (or by at
 #: most ZERO_LOSS nats: a loss that has reached zero is flat whatever its relative change)...
+LAST_QUARTER = 0.25  # the convergence rule reads the last quarter of the logged losses
 FLAT = 0.03
 ZERO_LOSS = 1e-3
 #: ... and the val mIoU by at most this much (a fraction) between three quarters and the end.
@@ -156,7 +157,7 @@ def train_local(
     at_end = None if at_three_quarters is None else score(net)
     summary = {
         "final_loss": sum(tail) / len(tail),
-        "loss_trend": loss_trend(history, fraction=0.25),
+        "loss_trend": loss_trend(history, fraction=LAST_QUARTER),
         "score_three_quarters": at_three_quarters,
         "converged": has_converged(history, at_three_quarters, at_end),
     }
@@ -168,11 +169,10 @@ def has_converged(history: list[tuple[int, float]], at_three_quarters: float | N
     mean there, or by at most ``ZERO_LOSS`` nats (a loss at zero is flat whatever its relative
     change), and, where scores are given, the score moved by at most ``STABLE`` from three quarters
     of the steps to the end."""
-    trend = loss_trend(history, fraction=0.25)
+    trend = loss_trend(history, fraction=LAST_QUARTER)
     if trend is None:
         return False
-    last = history[-1][0]
-    window = [loss for i, loss in history if i > last - max(1, round(0.25 * last))]  # loss_trend's window
+    window = [loss for _, loss in loss_window(history, fraction=LAST_QUARTER)]
     flat = abs(trend) <= FLAT or abs(trend) * sum(window) / len(window) <= ZERO_LOSS
     stable = at_three_quarters is None or abs(at_end - at_three_quarters) <= STABLE
     return flat and stable

@@ -36,13 +36,19 @@ def relative_weight_change(before: Sequence[torch.Tensor], modules: Iterable[nn.
     return (diff / ref) ** 0.5 if ref > 0 else (float("inf") if diff > 0 else 0.0)
 
 
-def loss_trend(history: Sequence[tuple[int, float]], fraction: float = LAST_FRACTION) -> float | None:
-    """Fitted loss change over the last ``fraction`` of the iterations, relative to its mean loss there."""
+def loss_window(history: Sequence[tuple[int, float]], fraction: float = LAST_FRACTION) -> list[tuple[int, float]]:
+    """The logged ``(iteration, loss)`` pairs of the last ``fraction`` of the iterations (at least
+    the last one): the window :func:`loss_trend` fits, and the one any rule built on it reads."""
     if not history:
-        return None
+        return []
     last_iter = history[-1][0]
     start = last_iter - max(1, round(fraction * last_iter))
-    window = [(i, loss) for i, loss in history if i > start]
+    return [(i, loss) for i, loss in history if i > start]
+
+
+def loss_trend(history: Sequence[tuple[int, float]], fraction: float = LAST_FRACTION) -> float | None:
+    """Fitted loss change over the last ``fraction`` of the iterations, relative to its mean loss there."""
+    window = loss_window(history, fraction)
     if len(window) < 3:
         return None
     its = torch.tensor([i for i, _ in window], dtype=torch.float64)
