@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from upbench.validation import Bounds, NonNegativeInt, PositiveInt
+from upbench.validation import Bounds, NonNegativeInt, PositiveInt, Seed
 
 ARCHITECTURES = ("hierarchical", "plain", "probe")
 PROTOCOLS = ("jump", "cascade")
@@ -148,7 +148,7 @@ class SuiteConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: list[VariantSpec] = field(default_factory=list)
     architectures: list[ArchitectureSpec] = field(default_factory=list)
-    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0])
+    seeds: list[Seed] = field(default_factory=lambda: [0])
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: dict[str, Any] = field(default_factory=dict)
