@@ -35,7 +35,8 @@ def probe_scale(preset: str) -> int:
 # --------------------------------------------------------------------------- typed sections
 @dataclass
 class SuiteMeta:
-    """``[suite]``: name, description and kind of work."""
+    """``[suite]``: name, description and kind of work. ``name`` is the run folder (``runs/<name>``),
+    so it is one safe path component: letters, digits, ``-``, ``_`` and ``.``, no leading dot."""
 
     name: str = ""
     description: str = ""
