@@ -20,15 +20,25 @@ dicts load with ``strict=True``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from upbench.errors import InvalidOptionError
 from upbench.registry import check_own_options, register_operator
 from upbench.upsampler import Upsampler
-from upbench.validation import OddPositiveInt, PositiveInt
+from upbench.validation import Bounds, PositiveInt
 from upbench_operators._aggregation import Aggregation, check_aggregation, reassembly, resolve, softmax_reassemble
 from upbench_operators._reassembly import softmax_float32
+
+#: The most kernel taps (``up_kernel ** 2 * up_group``) mmcv's CUDA kernel holds: it stages one
+#: float per tap and warp lane in a shared buffer of 2 x 6144 floats (``MAX_SHARED_SCALAR_T``,
+#: ``THREADS_PER_PIXEL = 32``), so it cannot run more than 12288 / 32 = 384 taps; hence
+#: ``up_kernel <= 19`` at ``up_group = 1``. The paper uses ``up_kernel`` 3 to 7 (5 by default).
+#: Larger windows are not CARAFE as published, and their content encoder grows as ``up_kernel ** 2``
+#: (``up_kernel = 1001`` at x4 would need 37 GB of weights alone).
+MAX_TAPS = 384
 
 
 @register_operator(
@@ -72,8 +82,9 @@ class CARAFE(Upsampler):
     Input ``x``: ``Tensor[B, C, h, w]``; output ``Tensor[B, C, s*h, s*w]``.
 
     Args:
-        up_kernel: reassembly window size ``k_up`` (odd).
-        up_group: channel groups, each with its own kernel; must divide ``in_channels``.
+        up_kernel: reassembly window size ``k_up`` (odd, at most 19: see :data:`MAX_TAPS`).
+        up_group: channel groups, each with its own kernel; must divide ``in_channels``
+            (and ``up_kernel ** 2 * up_group <= 384``).
         encoder_kernel: size of the content encoder convolution.
         encoder_dilation: dilation of the content encoder; ``(encoder_kernel - 1) * encoder_dilation``
             must be even so that mmcv's padding keeps the LR size.
@@ -88,7 +99,7 @@ class CARAFE(Upsampler):
         scale: int,
         *,
         guide_channels: int | None = None,
-        up_kernel: OddPositiveInt = 5,
+        up_kernel: Annotated[int, Bounds(ge=1, le=19, odd=True)] = 5,
         up_group: PositiveInt = 1,
         encoder_kernel: PositiveInt = 3,
         encoder_dilation: PositiveInt = 1,
@@ -101,6 +112,12 @@ class CARAFE(Upsampler):
             raise InvalidOptionError(
                 f"operator 'carafe': encoder_kernel={encoder_kernel} with encoder_dilation={encoder_dilation} "
                 "does not keep the LR size; (encoder_kernel - 1) * encoder_dilation must be even"
+            )
+        if up_kernel * up_kernel * up_group > MAX_TAPS:
+            raise InvalidOptionError(
+                f"operator 'carafe': up_kernel={up_kernel} with up_group={up_group} gives "
+                f"{up_kernel * up_kernel * up_group} taps; mmcv's CARAFE kernel holds at most {MAX_TAPS} "
+                "(up_kernel ** 2 * up_group)"
             )
         if in_channels % up_group:
             raise InvalidOptionError(f"operator 'carafe': up_group={up_group} must divide in_channels={in_channels}")

@@ -58,7 +58,7 @@ def _plan(capsys, *args: str) -> tuple[int, list[str]]:
         (["--set", "eval.crop_size=-5"], "eval.crop_size = -5 is not valid; it must be an integer >= 1"),
         (
             ["--set", "options.carafe.up_kernel=4"],
-            "option 'up_kernel' = 4 is not valid; it must be an integer >= 1 and odd",
+            "option 'up_kernel' = 4 is not valid; it must be an integer >= 1 and <= 19 and odd",
         ),
         (["--set", "options.resfu.eps=-1"], "option 'eps' = -1 is not valid; it must be a finite number > 0"),
         (["--set", "eval.mode=tiles"], "eval.mode = 'tiles' is not valid; choose one of 'whole', 'slide'"),

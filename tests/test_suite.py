@@ -84,7 +84,7 @@ def test_only_filters(mini) -> None:
     [
         ("train.iterz=3", r"unknown key 'iterz' in train \(did you mean 'iters'\?\); valid keys: .*iters"),
         ("train.iters=many", "train.iters = 'many' is not valid; it must be an integer >= 1"),
-        ("seeds=3", r"seeds = 3 is not valid; it must be a list of \(an integer >= 0\)"),
+        ("seeds=3", r"seeds = 3 is not valid; it must be a list of \(an integer >= 0 and <= 4294967295\)"),
         ("eval.mode=sliding", "eval.mode = 'sliding' is not valid; choose one of 'whole', 'slide'"),
         ("suite.kind=nothing", "suite.kind = 'nothing' is not valid"),
         ("architectures.0.scales=[3]", "plain architecture supports 4, 8 and 16"),

@@ -146,10 +146,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     Works without the dataset on disk: a missing or unreadable dataset is listed at the end as a
     problem that would stop ``run`` (exit 0); any other problem exits 2 as ``run`` would."""
     from upbench.cost import duration_text
+    from upbench.driver import plan_device
     from upbench.suite import data_problems, load_suite
 
-    suite = load_suite(args.suite, overrides=args.set, only=args.only, device="cpu", check_data=False)
-    cells = suite.cells()
+    device = plan_device(args.device)
+    suite = load_suite(args.suite, overrides=args.set, only=args.only, device=device, check_data=False)
+    cells = suite.cells(device)
     costs = {c.cell_id: c for c in _costs(cells, args)}
     rows = []
     for c in cells:
@@ -372,7 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--probe", action="store_true", help="measure a few training steps of each cell's setting on --device"
     )
-    p.add_argument("--device", default="auto", help="device of --probe: cpu, cuda, cuda:N or auto")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="device the cells are planned (and --probe measures) on: cpu, cuda, cuda:N or auto",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="run a suite; re-running resumes", description=cmd_run.__doc__)

@@ -80,6 +80,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def plan_device(device: str) -> str:
+    """The device ``plan`` checks a suite for, as :func:`resolve_device` but a CUDA device that this
+    machine lacks is kept: a GPU run may be planned on a machine without one (what needs the GPU
+    itself, such as its memory, is then not checked)."""
+    named = device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+    if named and not torch.cuda.is_available():
+        return device
+    return resolve_device(device)
+
+
 def _environment(device: str) -> dict[str, Any]:
     from upbench.profiling import environment
 

@@ -33,19 +33,23 @@ class Bounds:
     def problem(self, value: Any) -> str:
         """Empty if ``value`` is within the bounds, else what it must be."""
         if self.ge is not None and value < self.ge:
-            return f">= {self.ge:g}"
+            return f">= {_number(self.ge)}"
         if self.gt is not None and not value > self.gt:
-            return f"> {self.gt:g}"
+            return f"> {_number(self.gt)}"
         if self.le is not None and value > self.le:
-            return f"<= {self.le:g}"
+            return f"<= {_number(self.le)}"
         if self.odd and value % 2 != 1:
             return "odd"
         return ""
 
     def text(self) -> str:
-        parts = [f">= {self.ge:g}" if self.ge is not None else "", f"> {self.gt:g}" if self.gt is not None else ""]
-        parts += [f"<= {self.le:g}" if self.le is not None else "", "odd" if self.odd else ""]
-        return " and ".join(p for p in parts if p)
+        parts = [f"{op} {_number(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le)) if v is not None]
+        return " and ".join(parts + (["odd"] if self.odd else []))
+
+
+def _number(bound: float) -> str:
+    """A bound as text: integers in full (a seed's 4294967295, not 4.29497e+09), floats short."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 PositiveInt = Annotated[int, Bounds(ge=1)]
@@ -54,6 +58,10 @@ OddPositiveInt = Annotated[int, Bounds(ge=1, odd=True)]
 PositiveFloat = Annotated[float, Bounds(gt=0)]
 NonNegativeFloat = Annotated[float, Bounds(ge=0)]
 Fraction = Annotated[float, Bounds(ge=0, le=1)]
+#: A random seed: numpy's legacy ``np.random.seed`` takes 0 <= seed < 2**32 and torch's
+#: ``manual_seed`` at most 2**64 - 1 (upbench derives seeds as ``seed * 1_000_003 + epoch``, which
+#: stays below that for any seed numpy takes); a larger seed would fail once a cell starts.
+Seed = Annotated[int, Bounds(ge=0, le=2**32 - 1)]
 
 
 def describe(tp: Any) -> str:

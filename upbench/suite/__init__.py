@@ -1,11 +1,13 @@
 """Suites: declarative TOML files validated into typed configs and expanded into cells.
 
-Four modules, one job each, depending one way (``loading -> checks -> expansion -> schema``):
+Five modules, one job each, depending one way (``loading -> checks -> limits, expansion -> schema``):
 
 * :mod:`~upbench.suite.schema`: the typed specs, one dataclass per TOML table;
 * :mod:`~upbench.suite.expansion`: cells (each a resolved configuration with a stable id),
   ``--only`` filters, :class:`Suite`;
 * :mod:`~upbench.suite.checks`: cross-field rules and what would fail once cells run;
+* :mod:`~upbench.suite.limits`: what a run needs from the data and the device (batch vs training
+  set, Triton on CPU, memory estimates);
 * :mod:`~upbench.suite.loading`: shipped suites and TOML files, ``--set`` overrides,
   :func:`load_suite`, :func:`dump_toml`.
 

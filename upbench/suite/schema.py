@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from upbench.validation import Bounds, NonNegativeInt, PositiveInt
+from upbench.validation import Bounds, NonNegativeInt, PositiveInt, Seed
 
 ARCHITECTURES = ("hierarchical", "plain", "probe")
 PROTOCOLS = ("jump", "cascade")
@@ -35,7 +35,8 @@ def probe_scale(preset: str) -> int:
 # --------------------------------------------------------------------------- typed sections
 @dataclass
 class SuiteMeta:
-    """``[suite]``: name, description and kind of work."""
+    """``[suite]``: name, description and kind of work. ``name`` is the run folder (``runs/<name>``),
+    so it is one safe path component: letters, digits, ``-``, ``_`` and ``.``, no leading dot."""
 
     name: str = ""
     description: str = ""
@@ -148,7 +149,7 @@ class SuiteConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: list[VariantSpec] = field(default_factory=list)
     architectures: list[ArchitectureSpec] = field(default_factory=list)
-    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0])
+    seeds: list[Seed] = field(default_factory=lambda: [0])
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: dict[str, Any] = field(default_factory=dict)

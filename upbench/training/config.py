@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 
 from upbench.errors import ConfigError
 from upbench.validation import (
+    Bounds,
     Fraction,
     NonNegativeFloat,
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
+    Seed,
     check_fields,
     raise_if,
 )
+
+#: Largest accepted learning rate. Recipes for AdamW and SGD (the two optimizers) stay below 1:
+#: AdamW's are around 1e-4, and SGD's linear scaling rule (0.1 x batch / 256) gives 3.2 even at
+#: batch 8192. A larger value is a typo (1e3 for 1e-3, 1e300) whose cell would diverge after its
+#: time was spent, so it is refused before the run starts.
+MAX_LR = 10
 
 #: Fields that do not change the trajectory of a run (may differ between a run and its resume).
 RESUME_FREE_FIELDS = ("checkpoint_every", "num_workers", "log_every", "find_unused_parameters")
@@ -28,7 +35,7 @@ class TrainConfig:
 
     Attributes:
         optimizer: ``"adamw"`` or ``"sgd"``.
-        lr: base learning rate (operator groups get ``lr * lr_mult``).
+        lr: base learning rate, at most :data:`MAX_LR` (operator groups get ``lr * lr_mult``).
         weight_decay: weight decay of weights (biases, norms, position embeddings get none).
         momentum: SGD momentum.
         betas: AdamW betas.
@@ -39,7 +46,7 @@ class TrainConfig:
         poly_power: power of the poly decay ``(1 - t / iters) ** power``.
         min_lr: base learning rate at the end of the poly decay (operator groups: ``min_lr * lr_mult``).
         grad_clip: clip the gradient norm to this value (0: no clipping).
-        seed: seed of initial RNG states, data order and augmentation.
+        seed: seed of initial RNG states, data order and augmentation (0 <= seed < 2**32, as numpy).
         deterministic: ask torch for deterministic kernels (warns where none exists).
         amp: mixed precision (float16 autocast + gradient scaling); only on CUDA, ignored on CPU.
         checkpoint_every: write a checkpoint every N iterations (0: only at the end).
@@ -66,7 +73,7 @@ class TrainConfig:
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: PositiveFloat = 6e-5
+    lr: Annotated[float, Bounds(gt=0, le=MAX_LR)] = 6e-5
     weight_decay: NonNegativeFloat = 0.01
     momentum: NonNegativeFloat = 0.9
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
@@ -77,7 +84,7 @@ class TrainConfig:
     poly_power: NonNegativeFloat = 1.0
     min_lr: NonNegativeFloat = 0.0
     grad_clip: NonNegativeFloat = 0.0
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     deterministic: bool = False
     amp: bool = False
     checkpoint_every: NonNegativeInt = 0
