@@ -15,6 +15,7 @@ import pytest
 
 from upbench import driver, results
 from upbench.cli import main
+from upbench.errors import ConfigError
 from upbench.runlock import LOCK_FILE, RunLock, RunLockedError
 from upbench.suite import load_suite
 
@@ -220,7 +221,9 @@ def test_cells_of_other_defaults_are_stale_and_left_out_of_reports(ops_file, tmp
     _run(ops_file, out)
     old = set(results.read_results(out)["cell_id"])
     monkeypatch.setattr(suite_module, "PROTOCOL_VERSION", suite_module.PROTOCOL_VERSION + 1)
-    summary = _run(ops_file, out)
+    with pytest.raises(ConfigError, match="4 finished cell\\(s\\) would become stale"):
+        _run(ops_file, out)  # refused unless asked for (see test_run_folder.py)
+    summary = driver.run_suite(load_suite(ops_file), out_dir=out, device="cpu", progress=False, replace_stale=True)
     assert summary.ran == 4 and summary.stale == 4
     assert "4 stale cell(s)" in summary.describe()
     with pytest.warns(RuntimeWarning, match="4 cell\\(s\\) were made with other settings"):

@@ -210,6 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor_options=options,
         dry_run=args.dry_run,
         command=getattr(args, "command", None),
+        replace_stale=args.replace_stale,
     )
     if args.dry_run:
         return 0
@@ -387,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the run")
+    p.add_argument(
+        "--replace-stale",
+        action="store_true",
+        help="run into a folder of another suite or settings (its finished cells not planned now leave the report)",
+    )
     g = p.add_argument_group("executors (default: the suite's [executor] table, else local)")
     g.add_argument("--executor", choices=executor_names(), default=None, help="where the cells run")
     g.add_argument("--workers", type=_non_negative, default=None, help="ray: cells at once (0: no cap)")

@@ -15,17 +15,25 @@ It sits above the executors (:mod:`upbench.executors`), which run each cell with
 
 Re-running the same suite into the same directory skips every finished cell; an interrupted
 cell restarts from its last training checkpoint. A cell that fails (or runs out of memory) is
-recorded with its status and error, and the suite goes on; it is retried on the next run.
+recorded with its status and error, and the suite goes on; it is retried on the next run, and so
+is a finished cell whose per-image records or model were moved aside as corrupt.
+
+A run folder belongs to one suite: another suite, or settings under which finished cells would
+no longer be planned (stale: a ``--set`` change, a removed operator, another device or protocol
+version), are refused before any work (:func:`folder_conflict`), unless ``replace_stale``; a
+suite extended with new cells (another seed or operator) runs into the folder as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 
 from upbench import __version__, results
@@ -126,6 +134,7 @@ def run_suite(
     executor_options: dict[str, Any] | None = None,
     dry_run: bool = False,
     command: str | None = None,
+    replace_stale: bool = False,
 ) -> RunSummary:
     """Run every unfinished cell of ``suite`` into ``out_dir`` (default ``runs/<suite name>``).
 
@@ -134,6 +143,8 @@ def run_suite(
     :mod:`upbench.executors`. One driver per folder: a second one raises ``RunLockedError``.
     ``command`` (the command line that started the run, when there is one) is recorded in
     ``environment.json`` and shown in the report; a resumed run keeps the first command.
+    ``replace_stale``: run even where :func:`folder_conflict` refuses (the finished cells no longer
+    planned become stale and leave the report; the folder's command becomes this one).
     """
     from upbench.executors import make_executor
     from upbench.executors.ddp import ddp_problems
@@ -146,11 +157,78 @@ def run_suite(
     problems = ddp_problems(suite.cells(device=device), ex.name, device, settings.get("gpus_per_node", 0))
     if problems:
         raise ConfigError("\n".join(problems))
+    conflict = folder_conflict(suite, run_dir, device)
+    if conflict and not replace_stale:
+        raise ConfigError(conflict)
     if dry_run:
         return _dry_run(suite, run_dir, device, ex)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         return _run_locked(suite, run_dir, device, progress, ex, command)
+
+
+def folder_conflict(suite: Suite, run_dir: Path, device: str) -> str:
+    """Why ``suite`` may not run into ``run_dir`` as it is (one line), or ``""``: the folder holds
+    another suite (by name), or finished cells of its current plan (``cells.json``) that ``suite``
+    no longer plans (their ids are hashes of their resolved configurations, so a changed setting
+    makes new cells and leaves the old ones stale). Names the keys of ``suite.toml`` that changed
+    and the ways out."""
+    from upbench.suite.expansion import PROTOCOL_VERSION
+
+    stored = _stored_suite(run_dir)
+    if stored is None:
+        return ""
+    new = tomllib.loads(dump_toml(suite.data))
+    ways = "run into a new --out, or add --replace-stale to run here anyway (the earlier results then leave the report)"
+    old_name = stored.get("suite", {}).get("name")
+    if old_name is not None and old_name != suite.name:
+        return f"{run_dir} holds suite '{old_name}', not '{suite.name}' ({_changes(stored, new)}); {ways}"
+    planned = {c.cell_id for c in suite.all_cells(device=device)}
+    current = results.current_cells(run_dir)
+    lost = [c for c in results.finished_cells(run_dir) if c not in planned and (current is None or c in current)]
+    if not lost:
+        return ""
+    what = _changes(stored, new)
+    if what == "no key changed":
+        try:
+            was = json.loads((run_dir / results.CURRENT_FILE).read_text())["protocol_version"]
+        except (OSError, ValueError, KeyError, TypeError):
+            was = None
+        env_device = results.read_environment(run_dir).get("device")
+        if was is not None and was != PROTOCOL_VERSION:
+            what = f"protocol_version {was} -> {PROTOCOL_VERSION}"
+        elif env_device and env_device != device:
+            what = f"device {env_device} -> {device}"
+        else:
+            what = "suite.toml is the same: the code's defaults changed"
+    return f"{run_dir}: {len(lost)} finished cell(s) would become stale ({what}); {ways}"
+
+
+def _stored_suite(run_dir: Path) -> dict[str, Any] | None:
+    """``run_dir/suite.toml`` as written by the last run; None without one, ``{}`` if unreadable."""
+    path = run_dir / "suite.toml"
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key: old -> new`` of each changed leaf of two suites (dotted keys; at most 6 shown)."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(old), flat(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "unset") != b.get(k, "unset"))
+    shown = [f"{k}: {a.get(k, 'unset')!r} -> {b.get(k, 'unset')!r}" for k in keys[:6]]
+    more = f", and {len(keys) - 6} more" if len(keys) > 6 else ""
+    return "changed " + ", ".join(shown) + more if keys else "no key changed"
 
 
 def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Cell], dict[str, int]]:
@@ -160,7 +238,8 @@ def _todo(suite: Suite, run_dir: Path, device: str) -> tuple[list[Cell], list[Ce
     if (run_dir / results.RESULTS_FILE).exists() or (run_dir / "cells").is_dir():
         results.merge_cell_rows(run_dir, [c.cell_id for c in everything])
     done = results.finished_cells(run_dir)
-    return everything, [c for c in cells if done.get(c.cell_id) != "ok"], results.attempts(run_dir)
+    todo = [c for c in cells if done.get(c.cell_id) != "ok" or results.needs_rerun(run_dir, c.cell_id)]
+    return everything, todo, results.attempts(run_dir)
 
 
 def _dry_run(suite: Suite, run_dir: Path, device: str, ex: Any) -> RunSummary:
@@ -168,7 +247,7 @@ def _dry_run(suite: Suite, run_dir: Path, device: str, ex: Any) -> RunSummary:
 
     cells = [c for c in suite.all_cells(device=device) if c.matches(suite.only)]
     done = results.finished_cells(run_dir) if run_dir.is_dir() else {}
-    todo = [c for c in cells if done.get(c.cell_id) != "ok"]
+    todo = [c for c in cells if done.get(c.cell_id) != "ok" or results.needs_rerun(run_dir, c.cell_id)]
     print(ex.describe([CellTask(c, suite, run_dir, device) for c in todo]))
     return RunSummary(suite.name, run_dir, total=len(cells), already_done=len(cells) - len(todo))
 
@@ -182,9 +261,11 @@ def _run_locked(
     from upbench.executors.record import record_lost
     from upbench.suite.expansion import PROTOCOL_VERSION
 
+    same = _stored_suite(run_dir) == tomllib.loads(dump_toml(suite.data))
     (run_dir / "suite.toml").write_text(dump_toml(suite.data))
     env = {**_environment(device), "executor": ex.name}
-    command = results.read_environment(run_dir).get("command") or command  # the first one, kept on resume
+    if same:  # the first command, kept on resume; a suite extended or replaced here records the new one
+        command = results.read_environment(run_dir).get("command") or command
     if command:
         env["command"] = command
     results.write_environment(run_dir, env)

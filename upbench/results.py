@@ -11,7 +11,11 @@ columns). Crash safety:
 * before appending, a torn last line (a crash mid-write) is moved to ``results.jsonl.corrupt``
   with a warning, so that no row is ever glued to it;
 * every line is checked against the row schema when read; a bad line is reported with its line
-  number and ignored (so its cell is incomplete and runs again).
+  number and ignored (so its cell is incomplete and runs again);
+* a cell's own file that cannot be read (a broken ``rows.jsonl``, a junk ``per_image.parquet``, a
+  truncated checkpoint) is moved aside to ``<name>.corrupt-<timestamp>`` with one warning
+  (:func:`move_aside`) and that cell alone runs again: one broken folder never stops a run or a
+  report.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +191,9 @@ def merge_cell_rows(run_dir: Path, cell_ids: Iterable[str], existing: list[dict[
         latest_attempt[r["cell_id"]] = max(latest_attempt.get(r["cell_id"], 0), r["attempt"])
     merged = []
     for cell_id in cell_ids:
-        path = run_dir / "cells" / cell_id / CELL_ROWS_FILE
-        if not path.is_file():
+        new = read_cell_rows(run_dir / "cells" / cell_id, cell_id)
+        if not new:
             continue
-        new = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if any(_same_cell_row(new[-1], cell_row) for cell_row in complete.get(cell_id, {}).values()):
             continue  # already merged
         attempt = latest_attempt.get(cell_id, 0) + 1
@@ -200,6 +204,76 @@ def merge_cell_rows(run_dir: Path, cell_ids: Iterable[str], existing: list[dict[
         latest_attempt[cell_id] = attempt
         merged.append(cell_id)
     return merged
+
+
+def read_cell_rows(cell_dir: Path, cell_id: str) -> list[dict[str, Any]]:
+    """The rows of ``cell_dir/rows.jsonl`` as :func:`write_cell_rows` wrote them, or ``[]`` when
+    there is none. A file that cannot be the cell's rows (empty, not JSON, a row outside the
+    schema, no ``cell`` row last, another cell's id, fewer rows than its ``cell_rows``) is moved
+    aside with one warning, so that one broken cell folder never stops a run: that cell simply
+    counts as not run (unless its rows were merged before) and runs again."""
+    path = Path(cell_dir) / CELL_ROWS_FILE
+    if not path.is_file():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        problem = _cell_rows_problem(rows, cell_id)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        problem = f"unreadable ({type(err).__name__}: {err})"
+    if not problem:
+        return rows
+    move_aside(path, problem, "the cell counts as not run")
+    return []
+
+
+def _cell_rows_problem(rows: list[Any], cell_id: str) -> str:
+    if not rows:
+        return "empty"
+    bad = next((f"row {n}: {p}" for n, r in enumerate(rows, 1) if (p := row_problem(r))), "")
+    if bad:
+        return bad
+    last = rows[-1]
+    if last["metric"] != CELL_METRIC:
+        return "its last row is not the cell's 'cell' row (a torn write?)"
+    if any(r["cell_id"] != cell_id for r in rows):
+        return f"it holds rows of cell {last['cell_id']}, not of {cell_id}"
+    if last.get("cell_rows", len(rows)) != len(rows):
+        return f"{len(rows)} rows where its cell row says {last['cell_rows']}"
+    return ""
+
+
+def move_aside(path: Path, problem: str, consequence: str) -> Path:
+    """Rename a broken file of a run to ``<name>.corrupt-<timestamp>`` (kept for inspection, never
+    read again) with one warning naming the file, what is wrong with it and what happens now."""
+    path = Path(path)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}-{stamp}-{n}")
+    os.replace(path, target)
+    first = problem.splitlines()[0] if problem else "unreadable"
+    warnings.warn(f"{path}: {first}; moved to {target.name}; {consequence}", RuntimeWarning, stacklevel=3)
+    return target
+
+
+#: Files of a finished cell that the reports need: one moved aside (:func:`move_aside`) and not
+#: written again makes the cell need a rerun (:func:`needs_rerun`).
+CELL_OUTPUTS = ("per_image.parquet", "model.pt")
+
+
+def needs_rerun(run_dir: Path, cell_id: str) -> list[str]:
+    """The outputs of cell ``cell_id`` that were moved aside as corrupt and not written again since:
+    a cell with any is run again even if its rows say ``ok`` (its rows stay until then)."""
+    cell_dir = Path(run_dir) / "cells" / cell_id
+    if not cell_dir.is_dir():
+        return []
+    return [
+        name
+        for name in CELL_OUTPUTS
+        if not (cell_dir / name).exists() and any(cell_dir.glob(f"{name}{CORRUPT_SUFFIX}-*"))
+    ]
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,20 @@ import torch
 from upbench.cell.model import operator_params
 from upbench.results import row
 
+#: The row of a train cell whose profiling failed: its status (``oom``/``failed``) and error.
+PROFILE_METRIC = "profile"
+
+
+def guarded_profile(model: torch.nn.Module, c: dict[str, Any], val_set: Any, device: str) -> list[dict[str, Any]]:
+    """:func:`profile_model`'s rows, or, when it raises, one ``profile`` row with the status and
+    error instead (the rows measured before profiling are worth keeping: see :mod:`upbench.cell.train`)."""
+    from upbench.profiling.outcome import run_guarded
+
+    outcome = run_guarded(lambda: profile_model(model, c, val_set, device))
+    if outcome.status == "ok":
+        return outcome.value
+    return [row(PROFILE_METRIC, None, "", status=outcome.status, error=outcome.error)]
+
 
 def profile_model(model: torch.nn.Module, c: dict[str, Any], val_set: Any, device: str) -> list[dict[str, Any]]:
     """Params of model and operator(s), GMACs and latency of the model at batch 1."""

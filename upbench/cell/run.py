@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from upbench.cell.ops import run_ops_cell
+from upbench.cell.profile import PROFILE_METRIC
 from upbench.cell.train import run_train_cell
 from upbench.results import CELL_METRIC, row
 
@@ -29,6 +30,8 @@ def run_cell(
 ) -> list[dict[str, Any]]:
     """Run the cell ``config`` in ``cell_dir``: its measurement rows, then its ``cell`` row (wall
     time, ``status`` ``ok``, ``failed`` or ``oom``, and the error). Writes ``config.json`` first.
+    A train cell whose profiling alone failed keeps its accuracy rows beside a failed ``profile``
+    row; its cell row takes that row's status (see :mod:`upbench.cell.train`).
 
     An exception becomes a ``failed`` (or ``oom``) cell row with its traceback in ``error.txt``, so
     the caller goes on with the next cell. In a process of a multi-process cell it is raised
@@ -59,6 +62,12 @@ def run_cell(
             torch.cuda.empty_cache()
     if status == "ok" and any(r.get("status") == "oom" for r in rows):
         status = "oom"
+    profile = next((r for r in rows if r.get("metric") == PROFILE_METRIC), None)  # only a failed profile has one
+    if profile is not None:  # not ok, so the next run takes it up; its accuracy rows are kept and reported
+        status = profile["status"]
+        error = f"profiling failed, accuracy kept (the next run profiles again): {profile['error']}"
+        if rank == 0:
+            (cell_dir / "error.txt").write_text(error + "\n")
     return [*rows, row(CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)]
 
 

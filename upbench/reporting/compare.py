@@ -124,8 +124,25 @@ class RunBootstrap:
         )
 
     def _load_arrays(self, cell_id: str) -> dict[str, torch.Tensor] | None:
+        """The cell's per-image records, or None: none there, or a file that does not read as them
+        (then, in a run folder, moved aside with one warning, which makes the cell need a rerun:
+        :func:`upbench.results.needs_rerun`; in a shipped report folder only the warning)."""
+        import warnings
+
+        from upbench.results import RESULTS_FILE, move_aside
+
         path = self.run_dir / "cells" / cell_id / FILE_NAME
-        return frame_to_arrays(read_per_image(path)) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return frame_to_arrays(read_per_image(path))
+        except Exception as err:  # noqa: BLE001 - any junk file: this cell has no records, the report goes on
+            problem = f"not per-image records ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
+            if (self.run_dir / RESULTS_FILE).is_file():
+                move_aside(path, problem, "its cell needs a rerun (`upbench run` runs it again)")
+            else:
+                warnings.warn(f"{path}: {problem}; left out", RuntimeWarning, stacklevel=2)
+            return None
 
     def _load_block_sums(self, cell_id: str) -> torch.Tensor:
         """``[n_images, 2]`` mosaic energy sums of the cell's saved model on its validation images."""

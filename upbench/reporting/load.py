@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,36 @@ def load_rows(run_dir: str | Path) -> pd.DataFrame:
     for col in set(TRAIN_KEYS + OPS_KEYS) - set(df.columns):
         df[col] = "none"
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return df
+    return _without_impossible_ratios(df, run_dir)
+
+
+def ratio_metrics() -> set[str]:
+    """The metrics that are fractions in [0, 1] (mIoU, BF, BIoU, accuracies, per-class IoU ...):
+    every registered metric score in unit ``fraction`` (not the training diagnostics, which are
+    fractions without bounds)."""
+    from upbench.metrics.registry import scores
+
+    return {s.key for s in scores() if s.unit == "fraction"}
+
+
+def _without_impossible_ratios(df: pd.DataFrame, run_dir: str | Path) -> pd.DataFrame:
+    """``df`` without the ``ok`` rows of a ratio metric outside [0, 1], with one warning naming them.
+
+    Tables show these metrics in percent: a stored 7.5 (a value already in percent, a wrong
+    metric) would be printed as 750 %; such a row is flagged and never rendered."""
+    ratios = ratio_metrics()
+    base = df["metric"].astype(str).str.replace(r"_class_\d+$", "", regex=True)
+    bad = base.isin(ratios) & np.isfinite(df["value"]) & ~df["value"].between(0.0, 1.0) & (df["status"] == "ok")
+    if not bad.any():
+        return df
+    shown = [f"{r.metric} {r.value:g} (cell {r.cell_id})" for r in df[bad].head(3).itertuples()]
+    more = f" and {int(bad.sum()) - 3} more" if bad.sum() > 3 else ""
+    warnings.warn(
+        f"{run_dir}: {int(bad.sum())} ratio value(s) outside [0, 1] left out of the tables: {', '.join(shown)}{more}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return df[~bad].reset_index(drop=True)
 
 
 def measurements(rows: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Layout of the output folder (default ``<run dir>/report/``, inside the run folder so that running
 the main job never touches tracked files; the committed examples are ``reports/<suite>/``)::
 
-    report.md                  every table, the figures with captions, skipped figures, failed cells
+    report.md                  every table, the figures with captions, skipped figures, failed cells,
+                               the suite's cells without results
     report.html                the same as one self-contained page (:mod:`upbench.reporting.html`):
                                sortable tables with a metric selector and interval plots, figures
                                embedded, qualitative panels collapsible; opens offline
@@ -37,6 +38,7 @@ import pandas as pd
 from upbench.reporting import figures, qualitative, tables
 from upbench.reporting.bundle import RUN_SUBDIR, ship_run
 from upbench.reporting.compare import RunBootstrap
+from upbench.reporting.completeness import unfinished_cells
 from upbench.reporting.curves import curve_bands, learning_figures, load_curves
 from upbench.reporting.data_section import data_section
 from upbench.reporting.learning import learning_section
@@ -185,6 +187,10 @@ def write_report(
     failed = failures(data["rows"])
     if not failed.empty:
         blocks.append(Block("md", ["## Failed cells", "", *(_failure_line(r) for r in failed.itertuples()), ""]))
+    unfinished = unfinished_cells(run_dir, data["rows"])
+    if unfinished:
+        head = f"{len(unfinished)} cell(s) of the suite have no results in this report (or need a rerun):"
+        blocks.append(Block("md", ["## Cells without results", "", head, "", *unfinished, ""]))
     shipped = ship_run(run_dir, out)
     blocks.append(Block("md", _files_section(shipped is not None or run_dir == out / RUN_SUBDIR)))
 

@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from upbench.errors import ConfigError
+from upbench.results import move_aside
 from upbench.training.checkpoint import (
+    LAST,
     load_checkpoint,
     load_rank_rng,
     rng_states,
@@ -79,6 +81,55 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         )
 
 
+#: What a checkpoint written by :func:`train` holds (``lr_history`` may be absent in older ones).
+CHECKPOINT_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "rng",
+    "iteration",
+    "loss_history",
+    "wall_time_s",
+    "config",
+)
+
+
+def _resumable_state(directory: Path, device: torch.device, owner: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint in ``directory`` if it loads, has a checkpoint's keys and belongs to ``owner``
+    (when given); else None, after moving a rejected file aside with one warning. In a process
+    group every rank decides the same (a resume needs them all), and only rank 0 moves the file."""
+    path = directory / LAST
+    problem, state = "", None
+    try:
+        state = load_checkpoint(directory, map_location=device)
+    except Exception as err:  # noqa: BLE001 - whatever the loader raises: the file cannot be resumed
+        problem = f"unreadable checkpoint ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
+    if state is not None and not problem:
+        missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else ["all"]
+        if missing:
+            problem = f"not a training checkpoint (missing {', '.join(missing)})"
+        elif owner is not None and state.get("owner") != owner:
+            problem = f"checkpoint of {_owner_text(state.get('owner'))}, not of {_owner_text(owner)}"
+    rank, world = rank_and_world()
+    if world > 1:  # any rank that cannot resume makes every rank start over
+        flag = torch.tensor([1.0 if problem else 0.0], device=device)
+        if float(all_reduce_sum_(flag)) > 0 and not problem:
+            problem = "another process could not resume from it"
+    if not problem:
+        return state
+    if rank == 0 and path.is_file():
+        move_aside(path, problem, "training starts again from iteration 0")
+    barrier()
+    return None
+
+
+def _owner_text(owner: Any) -> str:
+    if not isinstance(owner, dict):
+        return "an unknown cell (none recorded)"
+    return ", ".join(f"{k} {v}" for k, v in sorted(owner.items()))
+
+
 def _accumulate_gradients(
     net: nn.Module,
     images: Tensor,
@@ -117,6 +168,7 @@ def train(
     resume: bool = True,
     ignore_index: int = 255,
     tensorboard_dir: str | Path | None = None,
+    owner: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` (``(image, label)`` pairs) for ``config.iters`` iterations.
 
@@ -134,6 +186,12 @@ def train(
     With ``tensorboard_dir``, the logged loss and learning rate also go to TensorBoard event files
     there while training runs (only when the optional ``tensorboard`` package is installed:
     :class:`upbench.training.train_log.TensorBoardLog`).
+
+    ``owner`` (e.g. the cell id and the hash of its configuration) is written into every
+    checkpoint, and a checkpoint is resumed only if it carries the same: a file copied in from
+    another run or cell, or one that does not load (truncated, not a checkpoint), is moved aside
+    to ``last.pt.corrupt-<timestamp>`` with a warning and training starts from iteration 0,
+    instead of failing on every rerun or silently continuing someone else's model.
 
     Returns:
         :class:`TrainResult`; the model is left in train mode with the final weights.
@@ -154,7 +212,7 @@ def train(
     scheduler = build_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, history, lr_history, past_time = 0, [], [], 0.0
-    state = load_checkpoint(directory, map_location=device) if directory is not None and resume else None
+    state = _resumable_state(directory, device, owner) if directory is not None and resume else None
     if state is not None:
         _check_resumable(state["config"], config)
         core.load_state_dict(state["model"])
@@ -209,6 +267,7 @@ def train(
                     "lr_history": lr_history,
                     "wall_time_s": elapsed,
                     "config": config.to_dict(),
+                    "owner": owner,
                 },
             )
         barrier()
