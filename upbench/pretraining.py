@@ -202,6 +202,11 @@ def pretrain(
     many steps (the weights are then those of step ``stop_after`` of the full run; for checks)."""
     from upbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
+    # Pin the intra-op thread count explicitly, even to the value it already has: a process that
+    # never called torch.set_num_threads computes some products of the MiT differently from one that
+    # did (measured on 2 cores, torch 2.13.0+cpu: step-20 checksums 892f228a... vs 3e4f5e4c...), and
+    # the test that checks the record sets the recorded count explicitly.
+    torch.set_num_threads(torch.get_num_threads())
     pool = _Pool(config)
     k, ignore = pool.num_classes, pool.ignore_index
     weights = class_weights(pool, config)
