@@ -30,6 +30,7 @@ import torch
 
 from upbench import __version__, results
 from upbench.errors import ConfigError
+from upbench.files import write_text_atomic
 from upbench.runlock import RunLock
 from upbench.suite import Cell, Suite, dump_toml
 
@@ -136,6 +137,8 @@ def run_suite(
     problems = ddp_problems(suite.cells(device=device), ex.name, device, settings.get("gpus_per_node", 0))
     if problems:
         raise ConfigError("\n".join(problems))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: is a file, not a folder")
     if dry_run:
         return _dry_run(suite, run_dir, device, ex)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def _run_locked(
     from upbench.executors.record import record_lost
     from upbench.suite.expansion import PROTOCOL_VERSION
 
-    (run_dir / "suite.toml").write_text(dump_toml(suite.data))
+    write_text_atomic(run_dir / "suite.toml", dump_toml(suite.data))
     env = {**_environment(device), "executor": ex.name}
     command = results.read_environment(run_dir).get("command") or command  # the first one, kept on resume
     if command:

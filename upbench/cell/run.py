@@ -13,6 +13,7 @@ import torch
 
 from upbench.cell.ops import run_ops_cell
 from upbench.cell.train import run_train_cell
+from upbench.files import STORAGE_ERRNOS, os_error_in, write_text_atomic
 from upbench.results import CELL_METRIC, row
 
 CONFIG_FILE = "config.json"
@@ -31,9 +32,12 @@ def run_cell(
     time, ``status`` ``ok``, ``failed`` or ``oom``, and the error). Writes ``config.json`` first.
 
     An exception becomes a ``failed`` (or ``oom``) cell row with its traceback in ``error.txt``, so
-    the caller goes on with the next cell. In a process of a multi-process cell it is raised
-    instead (the other processes wait for this one: the launcher must stop them), after writing
-    ``error_rank<r>.txt``. Ranks other than 0 return only the cell row and write no files.
+    the caller goes on with the next cell; except a full disk, quota or read-only filesystem
+    (:data:`upbench.files.STORAGE_ERRNOS`), raised as that ``OSError``: no later cell could
+    record anything either, and the run is resumed once there is space. In a process of a
+    multi-process cell it is raised instead (the other processes wait for this one: the launcher
+    must stop them), after writing ``error_rank<r>.txt``. Ranks other than 0 return only the cell
+    row and write no files.
     """
     from upbench.training.distributed import rank_and_world
 
@@ -49,11 +53,14 @@ def run_cell(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded as a result row: the suite goes on
+        storage = os_error_in(exc)
+        if storage is not None and storage.errno in STORAGE_ERRNOS:
+            raise storage from exc  # a full disk or read-only folder: nothing can be recorded, the run stops
         if world > 1:  # the other processes may wait for this one: fail the process, the launcher stops them
-            (cell_dir / f"error_rank{rank}.txt").write_text(traceback.format_exc())
+            write_text_atomic(cell_dir / f"error_rank{rank}.txt", traceback.format_exc())
             raise
         status, error = _status_of(exc), f"{type(exc).__name__}: {exc}".strip()
-        (cell_dir / "error.txt").write_text(traceback.format_exc())
+        write_text_atomic(cell_dir / "error.txt", traceback.format_exc())
         rows = []
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -71,9 +78,8 @@ def _status_of(exc: BaseException) -> str:
 
 def write_config(cell_dir: str | Path, config: dict[str, Any]) -> Path:
     """``cell_dir/config.json``: the resolved configuration (read back by reports)."""
-    path = Path(cell_dir) / CONFIG_FILE
-    path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    text = json.dumps(config, indent=2, sort_keys=True, default=str) + "\n"
+    return write_text_atomic(Path(cell_dir) / CONFIG_FILE, text)
 
 
 def read_config(cell_dir: str | Path) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from upbench.files import write_atomic
 
 LAST = "last.pt"
 
@@ -35,16 +36,12 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file, flushed to disk, then renamed: ``path`` is never half written."""
+    """``torch.save`` to a temporary file, flushed to disk, then renamed: ``path`` is never half
+    written, and a failed write (a full disk) leaves no temporary file and raises an ``OSError``
+    naming ``path`` (:func:`upbench.files.write_atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
