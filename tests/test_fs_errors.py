@@ -234,22 +234,31 @@ def test_torch_save_on_a_full_disk_raises_the_os_error_not_torchs_runtime_error(
     assert os.listdir(tmp_path) == []
 
 
-def test_a_full_disk_stops_the_run_with_one_line_and_records_nothing_half(
-    ops_file, tmp_path, monkeypatch, capsys
+@pytest.mark.parametrize("problem", ["full disk", "unwritable cell file"])
+def test_a_full_disk_or_an_unwritable_cell_file_stops_the_run_with_one_line(
+    problem, ops_file, tmp_path, monkeypatch, refuse, capsys
 ) -> None:
     from upbench.cell import run as cell_run
+    from upbench.metrics.per_image import FILE_NAME, write_per_image
     from upbench.training.checkpoint import save_checkpoint
 
-    def training_that_checkpoints(config, cell_dir, device, progress):  # noqa: ANN001, ANN202
-        monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
-        save_checkpoint(Path(cell_dir) / "checkpoints", {"w": torch.zeros(100)})
+    def cell_that_writes(config, cell_dir, device, progress):  # noqa: ANN001, ANN202
+        if problem == "full disk":
+            monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+            save_checkpoint(Path(cell_dir) / "checkpoints", {"w": torch.zeros(100)})
+        else:
+            refuse(Path(cell_dir) / f".{FILE_NAME}.tmp{os.getpid()}")
+            write_per_image(Path(cell_dir) / FILE_NAME, pd.DataFrame({"image": [0]}))
         return []
 
-    monkeypatch.setitem(cell_run.KINDS, "ops", training_that_checkpoints)
+    monkeypatch.setitem(cell_run.KINDS, "ops", cell_that_writes)
     out = tmp_path / "run"
     assert main(["run", str(ops_file), "--out", str(out), *RUN]) == 2
     line = _one_line(capsys)
-    assert "last.pt: No space left (ENOSPC); free some space and run the same command again" in line
+    if problem == "full disk":
+        assert "checkpoints/last.pt: No space left (ENOSPC); free some space and run the same command again" in line
+    else:
+        assert f"{FILE_NAME}: Permission denied (EACCES)" in line
     assert _temporary_files(out) == []
     assert not list(out.rglob("error.txt"))  # not a failed cell: the run stops, and resumes later
     assert results.read_rows(out) == [] and not (out / ".lock").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -33,8 +35,9 @@ def run_cell(
 
     An exception becomes a ``failed`` (or ``oom``) cell row with its traceback in ``error.txt``, so
     the caller goes on with the next cell; except a full disk, quota or read-only filesystem
-    (:data:`upbench.files.STORAGE_ERRNOS`), raised as that ``OSError``: no later cell could
-    record anything either, and the run is resumed once there is space. In a process of a
+    (:data:`upbench.files.STORAGE_ERRNOS`) or a permission error on a file in ``cell_dir`` (its
+    folder is not writable), raised as that ``OSError``: the run cannot record anything either, so it
+    stops with one line (exit 2) and resumes once that is fixed. In a process of a
     multi-process cell it is raised instead (the other processes wait for this one: the launcher
     must stop them), after writing ``error_rank<r>.txt``. Ranks other than 0 return only the cell
     row and write no files.
@@ -53,9 +56,12 @@ def run_cell(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded as a result row: the suite goes on
-        storage = os_error_in(exc)
-        if storage is not None and storage.errno in STORAGE_ERRNOS:
-            raise storage from exc  # a full disk or read-only folder: nothing can be recorded, the run stops
+        fs = os_error_in(exc)
+        denied = fs is not None and fs.errno in (errno.EACCES, errno.EPERM) and _inside(fs.filename, cell_dir)
+        if fs is not None and (fs.errno in STORAGE_ERRNOS or denied):
+            if fs is exc:  # a full disk, a read-only folder, the cell's own files: nothing can be recorded
+                raise
+            raise fs from exc
         if world > 1:  # the other processes may wait for this one: fail the process, the launcher stops them
             write_text_atomic(cell_dir / f"error_rank{rank}.txt", traceback.format_exc())
             raise
@@ -67,6 +73,13 @@ def run_cell(
     if status == "ok" and any(r.get("status") == "oom" for r in rows):
         status = "oom"
     return [*rows, row(CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)]
+
+
+def _inside(filename: object, folder: Path) -> bool:
+    """Whether an error's file name is in ``folder`` (the cell's own files, not a dataset's)."""
+    if not isinstance(filename, str | bytes | os.PathLike):
+        return False
+    return Path(os.path.abspath(os.fsdecode(filename))).is_relative_to(Path(os.path.abspath(folder)))
 
 
 def _status_of(exc: BaseException) -> str:
