@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("core", ("upbench.errors", "upbench.validation", "upbench.results", "upbench.runlock", "upbench.plugins",
-              "upbench.upsampler")),
+              "upbench.upsampler", "upbench.files")),
 )  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """The command-line interface: ``python -m upbench {list,info,suites,plan,run,report,compare}``.
 
-Every user error (unknown operator, bad suite file, missing dataset path, bad ``--set``) ends the
-program with exit code 2 and one line on stderr, never a traceback.
+Every user error (unknown operator, bad suite file, missing dataset path, bad ``--set``) and every
+filesystem error (a full disk, a read-only or unwritable folder, a suite file that is not UTF-8)
+ends the program with exit code 2 and one line on stderr naming the problem, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NoReturn
 
 from upbench import __version__
 from upbench.errors import UpbenchError
+from upbench.files import describe_error
 from upbench.registry import list_operators, operator_info
 
 EXIT_USAGE = 2
@@ -495,3 +497,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except (OSError, UnicodeDecodeError) as err:  # a full disk, a read-only folder, a file that is not text
+        print(f"upbench: error: {describe_error(err)}", file=sys.stderr)
+        return EXIT_USAGE

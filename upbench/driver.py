@@ -38,6 +38,7 @@ import torch
 
 from upbench import __version__, results
 from upbench.errors import ConfigError
+from upbench.files import write_text_atomic
 from upbench.runlock import RunLock
 from upbench.suite import Cell, Suite, dump_toml
 
@@ -157,6 +158,8 @@ def run_suite(
     problems = ddp_problems(suite.cells(device=device), ex.name, device, settings.get("gpus_per_node", 0))
     if problems:
         raise ConfigError("\n".join(problems))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: is a file, not a folder")
     conflict = folder_conflict(suite, run_dir, device)
     if conflict and not replace_stale:
         raise ConfigError(conflict)
@@ -262,7 +265,7 @@ def _run_locked(
     from upbench.suite.expansion import PROTOCOL_VERSION
 
     same = _stored_suite(run_dir) == tomllib.loads(dump_toml(suite.data))
-    (run_dir / "suite.toml").write_text(dump_toml(suite.data))
+    write_text_atomic(run_dir / "suite.toml", dump_toml(suite.data))
     env = {**_environment(device), "executor": ex.name}
     if same:  # the first command, kept on resume; a suite extended or replaced here records the new one
         command = results.read_environment(run_dir).get("command") or command

@@ -16,6 +16,8 @@ columns). Crash safety:
   truncated checkpoint) is moved aside to ``<name>.corrupt-<timestamp>`` with one warning
   (:func:`move_aside`) and that cell alone runs again: one broken folder never stops a run or a
   report.
+* a failed write (a full disk) raises an ``OSError`` naming the file and leaves no temporary
+  file (:mod:`upbench.files`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from upbench.files import naming, write_text_atomic
 
 RESULTS_FILE = "results.jsonl"
 ENVIRONMENT_FILE = "environment.json"
@@ -126,7 +130,7 @@ def repair_tail(path: Path) -> None:
     """Move a torn last line of ``path`` (no final newline) into ``path.corrupt``, with a warning."""
     if not path.is_file() or path.stat().st_size == 0:
         return
-    with open(path, "rb+") as fh:
+    with naming(path), open(path, "rb+") as fh:
         fh.seek(-1, os.SEEK_END)
         if fh.read(1) == b"\n":
             return
@@ -153,7 +157,7 @@ def append_rows(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
     path = Path(run_dir) / RESULTS_FILE
     repair_tail(path)
     text = _dumps(rows)
-    with open(path, "a", encoding="utf-8") as fh:
+    with naming(path), open(path, "a", encoding="utf-8") as fh:  # a full disk names the file
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -165,14 +169,7 @@ def write_cell_rows(cell_dir: Path, rows: list[dict[str, Any]]) -> Path:
     if not rows or rows[-1].get("metric") != CELL_METRIC:
         raise ValueError("a cell's rows must end with its 'cell' row")
     rows = [*rows[:-1], {**rows[-1], "cell_rows": len(rows)}]
-    path = Path(cell_dir) / CELL_ROWS_FILE
-    tmp = path.with_name(f".{CELL_ROWS_FILE}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_dumps(rows))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(cell_dir) / CELL_ROWS_FILE, _dumps(rows))
 
 
 def _same_cell_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -347,7 +344,7 @@ CURRENT_FILE = "cells.json"
 
 def write_environment(run_dir: Path, env: dict[str, Any]) -> None:
     """Record where and with what the run ran (``environment.json``)."""
-    (run_dir / ENVIRONMENT_FILE).write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(run_dir / ENVIRONMENT_FILE, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_environment(run_dir: Path) -> dict[str, Any]:
@@ -360,10 +357,8 @@ def read_environment(run_dir: Path) -> dict[str, Any]:
 
 def write_current_cells(run_dir: Path, cell_ids: Iterable[str], protocol_version: int) -> None:
     """Record the ids of the cells of the suite as last run (``cells.json``); others are stale."""
-    path = Path(run_dir) / CURRENT_FILE
-    tmp = path.with_name(f".{CURRENT_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"protocol_version": protocol_version, "cells": sorted(set(cell_ids))}, indent=1) + "\n")
-    os.replace(tmp, path)
+    data = {"protocol_version": protocol_version, "cells": sorted(set(cell_ids))}
+    write_text_atomic(Path(run_dir) / CURRENT_FILE, json.dumps(data, indent=1) + "\n")
 
 
 def current_cells(run_dir: Path) -> set[str] | None:

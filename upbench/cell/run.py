@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import torch
 from upbench.cell.ops import run_ops_cell
 from upbench.cell.profile import PROFILE_METRIC
 from upbench.cell.train import run_train_cell
+from upbench.files import STORAGE_ERRNOS, os_error_in, write_text_atomic
 from upbench.results import CELL_METRIC, row
 
 CONFIG_FILE = "config.json"
@@ -34,9 +37,13 @@ def run_cell(
     row; its cell row takes that row's status (see :mod:`upbench.cell.train`).
 
     An exception becomes a ``failed`` (or ``oom``) cell row with its traceback in ``error.txt``, so
-    the caller goes on with the next cell. In a process of a multi-process cell it is raised
-    instead (the other processes wait for this one: the launcher must stop them), after writing
-    ``error_rank<r>.txt``. Ranks other than 0 return only the cell row and write no files.
+    the caller goes on with the next cell; except a full disk, quota or read-only filesystem
+    (:data:`upbench.files.STORAGE_ERRNOS`) or a permission error on a file in ``cell_dir`` (its
+    folder is not writable), raised as that ``OSError``: the run cannot record anything either, so it
+    stops with one line (exit 2) and resumes once that is fixed. In a process of a
+    multi-process cell it is raised instead (the other processes wait for this one: the launcher
+    must stop them), after writing ``error_rank<r>.txt``. Ranks other than 0 return only the cell
+    row and write no files.
     """
     from upbench.training.distributed import rank_and_world
 
@@ -52,11 +59,17 @@ def run_cell(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded as a result row: the suite goes on
+        fs = os_error_in(exc)
+        denied = fs is not None and fs.errno in (errno.EACCES, errno.EPERM) and _inside(fs.filename, cell_dir)
+        if fs is not None and (fs.errno in STORAGE_ERRNOS or denied):
+            if fs is exc:  # a full disk, a read-only folder, the cell's own files: nothing can be recorded
+                raise
+            raise fs from exc
         if world > 1:  # the other processes may wait for this one: fail the process, the launcher stops them
-            (cell_dir / f"error_rank{rank}.txt").write_text(traceback.format_exc())
+            write_text_atomic(cell_dir / f"error_rank{rank}.txt", traceback.format_exc())
             raise
         status, error = _status_of(exc), f"{type(exc).__name__}: {exc}".strip()
-        (cell_dir / "error.txt").write_text(traceback.format_exc())
+        write_text_atomic(cell_dir / "error.txt", traceback.format_exc())
         rows = []
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -71,6 +84,13 @@ def run_cell(
     return [*rows, row(CELL_METRIC, time.perf_counter() - t0, "s", status=status, error=error)]
 
 
+def _inside(filename: object, folder: Path) -> bool:
+    """Whether an error's file name is in ``folder`` (the cell's own files, not a dataset's)."""
+    if not isinstance(filename, str | bytes | os.PathLike):
+        return False
+    return Path(os.path.abspath(os.fsdecode(filename))).is_relative_to(Path(os.path.abspath(folder)))
+
+
 def _status_of(exc: BaseException) -> str:
     oom = getattr(torch, "OutOfMemoryError", None)
     if (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower():
@@ -80,9 +100,8 @@ def _status_of(exc: BaseException) -> str:
 
 def write_config(cell_dir: str | Path, config: dict[str, Any]) -> Path:
     """``cell_dir/config.json``: the resolved configuration (read back by reports)."""
-    path = Path(cell_dir) / CONFIG_FILE
-    path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    text = json.dumps(config, indent=2, sort_keys=True, default=str) + "\n"
+    return write_text_atomic(Path(cell_dir) / CONFIG_FILE, text)
 
 
 def read_config(cell_dir: str | Path) -> dict[str, Any]:

@@ -35,8 +35,6 @@ one reproduce :func:`upbench.metrics.evaluate` (tested to 1e-12).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+
+from upbench.files import naming, write_atomic
 
 FILE_NAME = "per_image.parquet"
 #: Columns of every table whatever the metrics: the image, the class and the label map's size.
@@ -86,23 +86,17 @@ def _numpy_dtype(dtype: torch.dtype) -> Any:
 
 
 def write_per_image(path: str | Path, frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as Parquet atomically (a temporary file in the same folder, then rename)."""
+    """Write ``frame`` as Parquet atomically (a temporary file in the same folder, then rename; a
+    failed write leaves no temporary file and raises an ``OSError`` naming ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, lambda fh: frame.to_parquet(fh, index=False))
 
 
 def read_per_image(path: str | Path) -> pd.DataFrame:
-    """The table written by :func:`write_per_image`."""
-    return pd.read_parquet(path)
+    """The table written by :func:`write_per_image` (an ``OSError`` names ``path``: Arrow's do not)."""
+    with naming(path):
+        return pd.read_parquet(path)
 
 
 def frame_to_arrays(frame: pd.DataFrame) -> dict[str, Tensor]:

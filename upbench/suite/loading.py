@@ -13,6 +13,7 @@ import tomllib
 
 from upbench import validation
 from upbench.errors import ConfigError
+from upbench.files import short_path
 from upbench.suite.checks import cell_problems, config_problems
 from upbench.suite.expansion import Suite
 from upbench.suite.schema import SuiteConfig
@@ -72,10 +73,16 @@ def describe_builtin_suites() -> list[tuple[str, str]]:
 
 def _read_suite_text(name_or_path: str | Path) -> tuple[str, str]:
     path = Path(name_or_path)
-    if str(name_or_path).endswith(".toml") or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"suite file '{path}' does not exist")
-        return path.read_text(), str(path)
+    try:
+        if str(name_or_path).endswith(".toml") or path.is_file():
+            if not path.is_file():
+                raise ConfigError(f"suite file '{path}' does not exist")
+            return path.read_text(encoding="utf-8"), str(path)
+    except UnicodeDecodeError as err:  # the file is named here; the CLI's catch-all could not name it
+        byte = f"byte 0x{err.object[err.start]:02x} at position {err.start}"
+        raise ConfigError(f"suite file '{short_path(str(path))}' is not UTF-8 text ({byte})") from None
+    except OSError as err:
+        raise ConfigError(f"suite file '{short_path(str(path))}' cannot be read: {err.strerror or err}") from None
     name = str(name_or_path)
     if name not in builtin_suites():
         import difflib

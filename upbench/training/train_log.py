@@ -3,7 +3,8 @@
 One line per logged iteration (every ``train.log_every``): ``iteration,loss,lr``, the loss of that
 iteration's batch (mean over processes) and the learning rate of the first parameter group that
 its step used. Written once, atomically, when the cell's training ends (a resumed cell writes the
-whole curve, earlier sessions included, since the history travels in the training checkpoint).
+whole curve, earlier sessions included, since the history travels in the training checkpoint); a
+failed write leaves no temporary file (:func:`upbench.files.write_atomic`).
 
 :class:`TensorBoardLog` also streams the same two scalars (``train/loss``, ``train/lr``) while the
 cell trains, to ``cells/<id>/tensorboard/``, when the optional ``tensorboard`` package is installed
@@ -19,6 +20,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
+
+from upbench.files import write_text_atomic
 
 FILE_NAME = "train_log.csv"
 COLUMNS = ("iteration", "loss", "lr")
@@ -36,12 +39,7 @@ def write_train_log(
     for iteration, loss in loss_history:
         lr = lrs.get(iteration)
         writer.writerow((int(iteration), repr(float(loss)), "" if lr is None else repr(float(lr))))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def read_train_log(path: str | Path) -> pd.DataFrame:
