@@ -293,14 +293,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     command that makes the weights shipped in upbench/weights/."""
     from upbench.pretraining import PretrainConfig, pretrain, save_weights
 
-    chosen = {
-        "size": args.size,
-        "pool": args.pool,
-        "iters": args.iters,
-        "batch": args.batch,
-        "lr": args.lr,
-        "balance": args.balance,
-    }
+    chosen = {k: getattr(args, k) for k in ("size", "pool", "iters", "batch", "lr", "balance")}
     config = PretrainConfig(
         architecture=args.architecture,
         preset=args.preset,
