@@ -18,7 +18,7 @@ ENTRIES = [(dataset, key) for dataset, table in manifest().items() for key in ta
 
 
 def test_manifest_lists_both_shipped_encoders() -> None:
-    assert {key for _, key in ENTRIES} >= {"plain/tiny"}
+    assert {key for _, key in ENTRIES} >= {"plain/tiny", "hierarchical/tiny"}
     assert all((WEIGHTS / manifest()[d][k]["file"]).is_file() for d, k in ENTRIES)
 
 
