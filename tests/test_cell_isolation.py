@@ -9,26 +9,13 @@ import shutil
 import pytest
 import torch
 from synthetic_run import write_synthetic_run
-from tiny_suites import TINY_TRAIN_SUITE
+from tiny_suites import TINY_TRAIN_SUITE, tiny_ops_suite
 
 from upbench import driver, results
 from upbench.reporting import write_report
 from upbench.suite import load_suite
 
-OPS = """
-operators = ["bilinear", "nearest"]
-
-[suite]
-name = "isolated-ops"
-kind = "ops"
-
-[ops]
-scales = [2]
-sizes = [[1, 4, 4, 4, 4]]
-warmup = 0
-iters = 1
-modes = ["forward"]
-"""
+OPS = tiny_ops_suite("isolated-ops", '["bilinear", "nearest"]')
 
 
 def _messages(caught) -> str:  # noqa: ANN001

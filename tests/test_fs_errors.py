@@ -16,25 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_suites import tiny_ops_suite
 
 from upbench import results
 from upbench.cli import main
 from upbench.files import describe_error
 
-OPS = """
-operators = ["bilinear"]
-
-[suite]
-name = "fs-ops"
-kind = "ops"
-
-[ops]
-scales = [2]
-sizes = [[1, 4, 4, 4, 4]]
-warmup = 0
-iters = 1
-modes = ["forward"]
-"""
+OPS = tiny_ops_suite("fs-ops")
 RUN = ["--no-progress", "--no-report", "--device", "cpu"]
 
 

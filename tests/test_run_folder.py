@@ -8,6 +8,7 @@ import json
 
 import pytest
 from synthetic_run import write_synthetic_run
+from tiny_suites import tiny_ops_suite
 
 from upbench import driver, results
 from upbench.cli import main
@@ -15,25 +16,10 @@ from upbench.errors import ConfigError
 from upbench.reporting import write_report
 from upbench.suite import load_suite
 
-OPS = """
-operators = {operators}
-
-[suite]
-name = "{name}"
-kind = "ops"
-
-[ops]
-scales = [2]
-sizes = [[1, 4, 4, 4, 4]]
-warmup = 0
-iters = 1
-modes = ["forward"]
-"""
-
 
 def _suite_file(tmp_path, name="owned-ops", operators='["bilinear"]', file="ops.toml"):  # noqa: ANN001, ANN202
     p = tmp_path / file
-    p.write_text(OPS.format(name=name, operators=operators))
+    p.write_text(tiny_ops_suite(name, operators))
     return p
 
 

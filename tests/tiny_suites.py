@@ -32,3 +32,22 @@ warmup_iters = 1
 warmup = 0
 iters = 1
 """
+
+
+def tiny_ops_suite(name: str, operators: str = '["bilinear"]') -> str:
+    """A one-size ``ops`` suite (x2, one timed forward call per operator): the cheapest real run,
+    for tests of what a runner does around its cells."""
+    return f"""
+operators = {operators}
+
+[suite]
+name = "{name}"
+kind = "ops"
+
+[ops]
+scales = [2]
+sizes = [[1, 4, 4, 4, 4]]
+warmup = 0
+iters = 1
+modes = ["forward"]
+"""
