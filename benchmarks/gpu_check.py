@@ -13,7 +13,7 @@ calls this), in at most about 8 minutes:
    weights and HR output over the device bandwidth measured by a device-to-device copy);
 4. mmcv's CUDA CARAFE side by side with the Triton reassembly where ``mmcv.ops`` imports (the
    record says why not otherwise);
-5. one short AMP training cell (``quick`` suite, ReSFU, plain x16, ``train.amp=true``).
+5. one short AMP training cell (``quick`` suite, ReSFU, plain x4 seed 0, ``train.amp=true``).
 
 It writes one JSON record to ``reports/benchmarks/gpu_check_<device>_<UTC time>.json`` (and a copy
 to ``$OUT`` when that is set) with device, driver, torch/triton versions and commit, and prints a
@@ -288,7 +288,7 @@ def step_ops(out_dir: Path, remaining: float) -> dict:
 
 def step_amp_cell(out_dir: Path, remaining: float) -> dict:
     cmd = [sys.executable, "-m", "upbench", "run", "quick", "--device", "cuda", "--only", "operator=resfu"]
-    cmd += ["--only", "scale=16", "--set", "train.amp=true", "--set", "train.iters=60"]
+    cmd += ["--only", "seed=0", "--set", "train.amp=true", "--set", "train.iters=60"]
     cmd += ["--out", str(out_dir / "amp"), "--no-progress", "--no-report"]
     result = _run(cmd, remaining)
     result["rows"] = _summarise_run(out_dir / "amp", ("mIoU", "BF", "final_loss", "train_time", "cell"))
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             "upbench run ops --device cuda --only size=*x384x32x32x32",
             f"aggregation timings at {sorted(SETTINGS)} for {sorted(KERNELS)} x {IMPLS} x {MODES}",
             "mmcv.ops.carafe vs Triton (if mmcv.ops imports)",
-            "upbench run quick --only operator=resfu --only scale=16 --set train.amp=true --set train.iters=60",
+            "upbench run quick --only operator=resfu --only seed=0 --set train.amp=true --set train.iters=60",
         ]
         impls = tuple(i for i in IMPLS if i != "triton" or os.environ.get("TRITON_INTERPRET") == "1")
         steps["aggregation"] = bench_aggregation(device, TINY, None, deadline, iters=2, impls=impls)

@@ -59,9 +59,9 @@ MAX_TAPS = 384
     },
     deviations=(
         "Reassembly in pure PyTorch (upbench_operators._reassembly.reassemble: batched matmuls over LR "
-        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU. On CUDA "
-        "aggregation='auto' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead, "
-        "with kernel_normalizer's softmax fused into them.",
+        "windows, row-chunked) instead of mmcv's CUDA kernels; same sums, so it also runs on CPU. "
+        "aggregation='triton' uses upbench's fused Triton kernels (operators/_triton_reassembly.py) instead, "
+        "with kernel_normalizer's softmax fused into them (less memory, slower; docs/gpu.md).",
         "Softmax over the taps is computed in at least float32 (mmcv: in the mask dtype); the result is "
         "cast back to the input dtype.",
         "Constructor arguments channels/scale_factor are upbench's in_channels/scale; submodule and "
@@ -89,7 +89,7 @@ class CARAFE(Upsampler):
         encoder_dilation: dilation of the content encoder; ``(encoder_kernel - 1) * encoder_dilation``
             must be even so that mmcv's padding keeps the LR size.
         compressed_channels: output channels of the 1x1 channel compressor.
-        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (memory-conscious
+        aggregation: ``"auto"`` (chunked everywhere: faster than Triton on an H100), ``"chunked"`` (memory-conscious
             reassembly), ``"naive"`` (unfold baseline) or ``"triton"`` (fused kernels; CUDA).
     """
 

@@ -127,7 +127,7 @@ class _FADEBase(Upsampler):
         up_kernel_size: reassembly window ``k`` (odd; the official default 5).
         gating: mix with the gate ``g * en + (1 - g) * CARAFE`` (the ECCV code always gates; the
             journal code's ``gating`` option switches it off).
-        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (memory-conscious
+        aggregation: ``"auto"`` (chunked everywhere: faster than Triton on an H100), ``"chunked"`` (memory-conscious
             reassembly), ``"naive"`` (unfold baseline) or ``"triton"`` (fused kernels; CUDA).
     """
 
@@ -195,7 +195,7 @@ _DEVIATIONS = (
     "guide_channels -> in_channels (key 'aligner.conv'), applied to en in the gate term only. "
     "With equal channels there is no aligner and the state dict is the official one.",
     "Reassembly in pure PyTorch (upbench_operators._reassembly) instead of mmcv's CUDA carafe; runs on CPU. "
-    "On CUDA aggregation='auto' uses upbench's fused Triton kernels (softmax over the taps fused in).",
+    "aggregation='triton' uses upbench's fused Triton kernels (softmax over the taps fused in; less memory, slower).",
     "Softmax over the taps in at least float32; output cast to the input dtype.",
     "Interface: forward(x=de, guide=en) instead of the official forward(en, de); constructor "
     "in_channels/guide_channels/scale for in_channels_de/in_channels_en/scale.",

@@ -216,7 +216,7 @@ def scale_gradients(modules: list[nn.Module | None], factor: float) -> None:
     },
     deviations=(
         "FNS is pure PyTorch (folded into a (k+2)x(k+2) reassembly) instead of the CUDA-only FNS_Attn "
-        "op; on CUDA aggregation='auto' runs that reassembly in upbench's fused Triton kernels "
+        "op; aggregation='triton' runs that reassembly in upbench's fused Triton kernels "
         "(operators/_triton_fns.py; the bilinear fold stays a channel-free PyTorch einsum).",
         "The official FNS CUDA backward drops value gradients at the bottom/right LR border (B3 in "
         "docs/resfu_official.md, where every B id is explained); upbench gradients are exact, so training "
@@ -261,8 +261,9 @@ class ReSFU(Upsampler):
         neighbours: ``"fine"`` (FNS, bilinear around the half-pixel LR centre) or ``"coarse"``
             (the integer LR window at ``floor(p / s)``, as SAPA/CARAFE).
         pcdc_order: ``"main"`` (k_up and q_gs are the neighbours) or ``"v1"`` (arXiv v1 order).
-        aggregation: ``"auto"`` (Triton on CUDA, else chunked), ``"chunked"`` (never materialises the
-            taps), ``"naive"`` (benchmarks only) or ``"triton"`` (fused kernels; CUDA).
+        aggregation: ``"auto"`` (chunked everywhere: faster than Triton on an H100), ``"chunked"``
+            (never materialises the taps), ``"naive"`` (benchmarks only) or ``"triton"`` (fused
+            kernels; CUDA; less memory, slower).
     """
 
     def __init__(

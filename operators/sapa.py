@@ -43,8 +43,8 @@ _CONVENTIONS = {
 _COMMON_NOTES = (
     "Pure PyTorch (the official code is a CUDA-only extension): scores are one batched matmul per LR "
     "cell (operators/_window_similarity.py) and aggregation is operators/_reassembly.py, so no "
-    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients. On CUDA "
-    "aggregation='auto' runs the softmax and the aggregation in upbench's fused Triton kernels "
+    "(B, C, k*k, H, W) tensor is built; gradients are exact autograd gradients. "
+    "aggregation='triton' runs the softmax and the aggregation in upbench's fused Triton kernels "
     "(operators/_triton_reassembly.py); the scores stay in PyTorch.",
     "aggregation='naive' switches both steps to the unfold formulation that materialises "
     "(B, C, k*k, H, W); it exists only as the memory/time baseline of the benchmark script.",

@@ -6,8 +6,12 @@
   float32 ones (cosine >= 0.99 for every parameter tensor whose gradient norm is at least 1e-3 of
   the largest).
 * CUDA graphs: a captured forward+backward of operators with parameters (CARAFE, SAPA, ReSFU on
-  the Triton aggregation) reproduces the eager parameter and input gradients (rtol 1e-4), also
-  after the inputs are overwritten in place between replays.
+  the Triton aggregation, FADE and ReSFU on the chunked one) reproduces the eager parameter and
+  input gradients, also after the inputs are overwritten in place between replays. TF32 is off, and
+  the absolute tolerance is 1e-6 of each gradient's largest magnitude: the backward accumulates
+  with float32 atomics, so two *eager* runs of ReSFU already differ by up to 4.6e-5 where its
+  largest gradient is 274 (measured on an H100: 1.7e-7 of the scale); a stale or wrong replay
+  differs at the scale of the gradient itself.
 * Timing: ``measure_latency``'s CUDA-event median agrees with the wall-clock median of
   synchronised calls within a ratio of 0.8 to 1.25 for a ~1 ms workload (launch overhead is tens
   of microseconds).
@@ -95,9 +99,18 @@ def test_amp_training_matches_float32(operator: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "options"), [("carafe", {}), ("sapa", {}), ("resfu", {}), ("fade", {"aggregation": "chunked"})]
+    ("name", "options"),
+    [
+        ("carafe", {"aggregation": "triton"}),
+        ("sapa", {"aggregation": "triton"}),
+        ("resfu", {"aggregation": "triton"}),
+        ("resfu", {"aggregation": "chunked"}),
+        ("fade", {"aggregation": "chunked"}),
+    ],
 )
-def test_cuda_graph_forward_backward_with_parameters(name: str, options: dict) -> None:
+def test_cuda_graph_forward_backward_with_parameters(name: str, options: dict, monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     c, s = 16, 4
     info = upbench.operator_info(name)
     torch.manual_seed(0)
@@ -124,7 +137,7 @@ def test_cuda_graph_forward_backward_with_parameters(name: str, options: dict) -
         results[graphed] = (first, grads())
     for eager, captured in zip(results[False], results[True]):
         for e, g in zip(eager, captured):
-            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6 * e.abs().max().item())
     assert not torch.equal(results[True][0][0], results[True][1][0])  # the replay did recompute
 
 
