@@ -2,10 +2,10 @@
 
 Operators take ``aggregation`` in :data:`AGGREGATIONS`:
 
-* ``"auto"`` (default): ``"chunked"`` on every device. On an H100 the chunked path ran 3.5-22x
+* ``"auto"`` (default): ``"chunked"`` on every device. On an H100 the chunked path ran 1.6-22x
   faster than the Triton kernels forward+backward at every setting of ``benchmarks/gpu_check.py``
   (record: ``reports/benchmarks/gpu_check_nvidia-h100-80gb-hbm3_20261206T105523Z.json``), while
-  the kernels used 2-4x less peak memory; choose ``"triton"`` where memory, not time, binds.
+  the kernels used 2.1-7.5x less peak memory; choose ``"triton"`` where memory, not time, binds.
 * ``"chunked"``: the memory-conscious pure-PyTorch path (``_reassembly``, ``_fns``), the reference.
 * ``"naive"``: the unfold form that materialises ``(B, C, k*k, H, W)``; benchmark baseline only.
 * ``"triton"``: the fused Triton kernels (``_triton_reassembly``, ``_triton_fns``); CUDA tensors
