@@ -5,33 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
+from tiny_suites import tiny_plain_suite
 
 from upbench import validation
 from upbench.cli import main
 from upbench.errors import ConfigError
 from upbench.suite import load_suite
 
-TINY = """
-operators = ["bilinear", "carafe", "resfu"]
-seeds = [0]
-
-[suite]
-name = "tiny_checks"
-
-[[architectures]]
-name = "plain"
-preset = "tiny"
-scales = [4]
-
-[dataset]
-name = "contextual"
-train = { size = 32, count = 4 }
-val = { size = 32, count = 2 }
-
-[train]
-iters = 2
-batch_size = 2
-"""
+TINY = tiny_plain_suite("tiny_checks")
 
 
 @pytest.fixture()

@@ -7,31 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_suites import tiny_plain_suite
 
 from upbench.cli import main
 from upbench.suite import builtin_suites, limits, load_suite
 
-TINY = """
-operators = ["bilinear", "carafe", "resfu"]
-seeds = [0]
-
-[suite]
-name = "tiny_limits"
-
-[[architectures]]
-name = "plain"
-preset = "tiny"
-scales = [4]
-
-[dataset]
-name = "contextual"
-train = { size = 32, count = 4 }
-val = { size = 32, count = 2 }
-
-[train]
-iters = 2
-batch_size = 2
-"""
+TINY = tiny_plain_suite("tiny_limits")
 
 OPS = """
 operators = ["bilinear", "nearest"]

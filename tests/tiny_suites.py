@@ -51,3 +51,29 @@ warmup = 0
 iters = 1
 modes = ["forward"]
 """
+
+
+def tiny_plain_suite(name: str) -> str:
+    """Three operators (parameter-free, CARAFE, ReSFU) on the tiny plain model at x4, one seed, two
+    iterations on 32-pixel contextual images: the suite the plan-check tests change with ``--set``."""
+    return f"""
+operators = ["bilinear", "carafe", "resfu"]
+seeds = [0]
+
+[suite]
+name = "{name}"
+
+[[architectures]]
+name = "plain"
+preset = "tiny"
+scales = [4]
+
+[dataset]
+name = "contextual"
+train = {{ size = 32, count = 4 }}
+val = {{ size = 32, count = 2 }}
+
+[train]
+iters = 2
+batch_size = 2
+"""

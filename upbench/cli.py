@@ -324,8 +324,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m upbench``."""
-    from upbench.executors import executor_names  # the --executor choices: every registered executor
     from upbench.audit.audit import AuditSettings
+    from upbench.executors import executor_names  # the --executor choices: every registered executor
     from upbench.pretraining import PretrainConfig
 
     parser = _Parser(prog="upbench", description="Benchmark and analysis suite for feature upsamplers.")
@@ -445,12 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset", nargs="+", help="registered dataset(s): contextual, colourcoded, ade20k, ...; several side by side"
     )
     p.add_argument("--root", default=None, help="folder of a real dataset (default: $UPBENCH_DATA or ./data)")
-    p.add_argument("--size", type=_positive, default=None, help="image side of a generated dataset (default: the dataset's own)")
+    p.add_argument("--size", type=_positive, default=None, help="image side (default: the dataset's own)")
     p.add_argument("--count", type=_positive, default=None, help=f"val images audited (default {audit.count})")
-    p.add_argument("--train-count", type=_positive, default=None, help=f"train images fitted on (default {audit.train_count})")
-    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help=f"LR strides (default: {' '.join(map(str, audit.ratios))})")
-    p.add_argument("--rf", type=_positive, default=None, help=f"receptive field of the local classifier (default {audit.local.rf})")
-    p.add_argument("--local-iters", type=_positive, default=None, help=f"steps of the local classifier (default {audit.local.iters})")
+    p.add_argument("--train-count", type=_positive, default=None, help=f"train images (default {audit.train_count})")
+    ratios = " ".join(map(str, audit.ratios))
+    p.add_argument("--ratios", type=_positive, nargs="+", default=None, help=f"LR strides (default: {ratios})")
+    local = audit.local
+    p.add_argument("--rf", type=_positive, default=None, help=f"local classifier's field (default {local.rf})")
+    p.add_argument(
+        "--local-iters", type=_positive, default=None, help=f"local classifier steps (default {local.iters})"
+    )
     p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="a dataset option (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default: runs/audit/<dataset>-<key>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if the audit is cached")
